@@ -1,0 +1,45 @@
+// SPDX-License-Identifier: MIT
+// Command-line options of orphand.
+#pragma once
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "log.hpp"
+#include "registry.hpp"
+
+namespace orphand {
+
+struct Options {
+    std::string socket_path; // empty: the default for our uid
+    Policy policy;           // default first signal and grace period
+    LogTarget log_target = LogTarget::Auto;
+    int log_level = LOG_INFO;
+    Limits limits{65536, 65536};
+    uint32_t max_connections = 4096;
+    uint32_t max_connections_per_uid = 512;
+    bool help = false;
+    bool version = false;
+};
+
+// A usage error: the message names the problem; main exits with status 2.
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// Parses argv; throws UsageError.
+Options parse_options(int argc, char **argv);
+
+// The --help text.
+const char *usage_text();
+
+// /run/orphand/orphand.sock as root, $XDG_RUNTIME_DIR/orphand.sock otherwise. Throws
+// UsageError when neither applies.
+std::string default_socket_path();
+
+// Parses a grace period in seconds ("5", "0.5", "never"); milliseconds or proto::kGraceNever.
+// Returns false if invalid.
+bool parse_grace(const std::string &text, uint32_t *grace_ms);
+
+} // namespace orphand

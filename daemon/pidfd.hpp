@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+// PidFd: a process handle (pid + pidfd), and the kernel interfaces around pidfds.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "result.hpp"
+#include "unique_fd.hpp"
+
+namespace orphand {
+
+// Socket options and flags newer than Debian 12's kernel headers (6.1).
+// FIXME: drop once the headers of the oldest supported distribution have them.
+inline constexpr int kSoPeerPidfd = 77;   // SO_PEERPIDFD, Linux 6.5
+inline constexpr long kPidfsMagic = 0x50494446; // PID_FS_MAGIC, Linux 6.9
+
+// What PIDFD_GET_INFO (Linux 6.13; exit status 6.15) reports. Fields are valid as `mask` says.
+struct ProcessInfo {
+    bool have_creds = false;
+    pid_t pid = 0;
+    pid_t ppid = 0;
+    uid_t ruid = 0, euid = 0, suid = 0;
+    bool have_exit = false;
+    int exit_status = 0; // wait(2) status word
+};
+
+// Credentials of a live process.
+struct Creds {
+    uid_t ruid = 0, euid = 0, suid = 0;
+};
+
+// A process: its pid in our namespace and a pidfd that pins its identity.
+class PidFd {
+public:
+    PidFd() = default;
+    PidFd(pid_t pid, UniqueFd fd) : pid_(pid), fd_(std::move(fd)) {}
+
+    // Opens a pidfd for `pid` (close-on-exec). -ESRCH if there is no such process.
+    static Result<PidFd> open(pid_t pid);
+    // Takes ownership of `fd`, verifying it is a pidfd; reads its pid from the kernel.
+    // -EBADF if `fd` is not a pidfd, -ESRCH if its process is already reaped.
+    static Result<PidFd> adopt(UniqueFd fd);
+
+    pid_t pid() const { return pid_; }
+    int fd() const { return fd_.get(); }
+    bool valid() const { return fd_.valid(); }
+    UniqueFd &unique_fd() { return fd_; }
+
+    // True once the process has exited (zombie or reaped).
+    bool exited() const;
+    // pidfd_send_signal. 0, or a negative errno (-ESRCH once reaped).
+    int send_signal(int sig) const;
+
+    // Reads the process's command name while the pidfd proves it is still the same process.
+    // Returns "?" if it cannot be read (for instance the process is already reaped).
+    std::string comm() const;
+    // Real, effective and saved uid, verified against the pidfd.
+    Result<Creds> creds() const;
+    // Exit status if the kernel reports it (PIDFD_INFO_EXIT, Linux 6.15, only once reaped), or
+    // from /proc/PID/stat while the process is a zombie.
+    bool exit_status(int *status) const;
+
+private:
+    pid_t pid_ = 0;
+    UniqueFd fd_;
+};
+
+// Kernel capabilities detected at start-up.
+struct KernelFeatures {
+    bool peer_pidfd = false; // SO_PEERPIDFD
+    bool pidfd_info = false; // PIDFD_GET_INFO
+    bool exit_info = false;  // PIDFD_INFO_EXIT
+    bool pidfs = false;      // pidfds live on pidfs (unique inodes)
+};
+
+// Probes the running kernel once; later calls return the cached answer.
+const KernelFeatures &kernel_features();
+
+// Raw wrappers (glibc 2.36 has pidfd_open, but its header lacks C linkage guards).
+int sys_pidfd_open(pid_t pid, unsigned flags);
+int sys_pidfd_send_signal(int pidfd, int sig);
+
+// PIDFD_GET_INFO, with the exit status requested. -ENOTTY/-EINVAL on kernels before 6.13.
+int pidfd_get_info(int pidfd, ProcessInfo *info);
+
+// The pid a pidfd refers to in our pid namespace, from PIDFD_GET_INFO or /proc/self/fdinfo.
+// -EBADF if `fd` is not a pidfd; -ESRCH if the process is reaped.
+Result<pid_t> pidfd_pid(int fd);
+
+// All pids of the process behind a pidfd, outermost (our namespace) first (fdinfo NSpid).
+// Returns the number of levels written (at most out.size()), or a negative errno.
+int pidfd_nspids(int fd, std::array<pid_t, 8> &out);
+
+// True if `pid` is a kernel thread (no mm: flag PF_KTHREAD in /proc/PID/stat).
+bool is_kernel_thread(pid_t pid);
+
+// Human-readable exit description: "exited with status 3", "killed by SIGKILL",
+// "killed by SIGSEGV (core dumped)".
+std::string describe_exit(int status);
+
+// "SIGTERM" for 15; "signal 42" for others.
+std::string signal_name(int sig);
+// Parses "TERM", "SIGTERM", "15"; -1 if invalid.
+int parse_signal(const std::string &text);
+
+} // namespace orphand

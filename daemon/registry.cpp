@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: MIT
+// Bindings between watched processes, and the kills a parent's death causes.
+#include "registry.hpp"
+
+#include <signal.h>
+#include <sys/timerfd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "log.hpp"
+
+namespace orphand {
+namespace {
+
+bool may_signal(const Registrant &who, const Creds &c) {
+    // kill(2)'s rule for unprivileged senders; SO_PEERCRED gives the client's effective uid.
+    return who.privileged || who.uid == c.ruid || who.uid == c.suid;
+}
+
+} // namespace
+
+Registry::Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Limits limits)
+    : loop_(loop), timer_fd_(std::move(timer_fd)), timer_source_(timer_source), limits_(limits) {}
+
+Registry::~Registry() {
+    while (!processes_.empty())
+        destroy(processes_.begin()->second);
+    while (!detached_.empty())
+        destroy(detached_.back());
+    collect();
+}
+
+void Registry::collect() {
+    for (Process *p : graveyard_)
+        delete p;
+    graveyard_.clear();
+}
+
+Process *Registry::find(pid_t pid) {
+    auto it = processes_.find(pid);
+    if (it == processes_.end())
+        return nullptr;
+    Process *p = it->second;
+    if (p->pidfd.exited()) {
+        // Its exit event is queued but not yet handled. Once reaped, its pid may already belong
+        // to another process: stop mapping the pid to it, and let the queued event handle it.
+        processes_.erase(it);
+        p->detached = true;
+        detached_.push_back(p);
+        return nullptr;
+    }
+    return p;
+}
+
+Process *Registry::intern(PidFd pidfd, Verdict *error) {
+    if (Process *existing = find(pidfd.pid()))
+        return existing; // the pid of a live process names exactly one process
+    auto *p = new Process(std::move(pidfd));
+    std::string comm = p->pidfd.comm();
+    std::strncpy(p->comm.data(), comm.c_str(), p->comm.size() - 1);
+    if (auto r = loop_.add(p->pidfd.fd(), EPOLLIN, p); !r) {
+        error->error = r.code();
+        error->reason = r.code() == -ENOMEM ? proto::kOutOfFds : proto::kInternal;
+        delete p;
+        return nullptr;
+    }
+    processes_.emplace(p->pidfd.pid(), p);
+    return p;
+}
+
+Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy,
+                      const Registrant &who) {
+    Verdict v;
+    if (child_fd.exited())
+        return {-ESRCH, proto::kNoSuchProcess};
+    if (parent_fd.pid() == child_fd.pid())
+        return {-EINVAL, proto::kSameProcess};
+
+    if (parent_fd.exited()) {
+        Process *child = intern(std::move(child_fd), &v);
+        if (!child)
+            return v;
+        std::string comm = parent_fd.comm();
+        int status = -1;
+        if (!parent_fd.exit_status(&status))
+            status = -1;
+        kill(child, policy, who, parent_fd.pid(), comm.c_str(), status, monotonic_ns(), true);
+        release_if_idle(child);
+        return {0, proto::kParentAlreadyDead};
+    }
+
+    if (limits_.bindings_per_uid && !who.privileged &&
+        bindings_of(who.uid) >= limits_.bindings_per_uid)
+        return {-EDQUOT, proto::kLimitUser};
+
+    Process *parent = intern(std::move(parent_fd), &v);
+    if (!parent)
+        return v;
+    Process *child = intern(std::move(child_fd), &v);
+    if (!child) {
+        release_if_idle(parent);
+        return v;
+    }
+    for (Binding *b = child->parents; b; b = b->next_parent)
+        if (b->parent == parent)
+            return {0, proto::kAlreadyBound};
+    if (limits_.bindings_per_parent && parent->n_children >= limits_.bindings_per_parent) {
+        release_if_idle(child);
+        return {-EDQUOT, proto::kLimitParent};
+    }
+
+    auto *b = new Binding;
+    b->parent = parent;
+    b->child = child;
+    b->registrant = who;
+    b->policy = policy;
+    b->created_ns = monotonic_ns();
+    link(b);
+    if (store_)
+        store_->binding_added(*b);
+    return {0, proto::kOk};
+}
+
+Verdict Registry::remove(pid_t parent_pid, pid_t child_pid, const Registrant &who) {
+    Process *child = find(child_pid);
+    if (!child)
+        return {0, proto::kNotBound};
+    for (Binding *b = child->parents; b; b = b->next_parent) {
+        if (b->parent->pidfd.pid() != parent_pid)
+            continue;
+        if (!who.privileged && b->registrant.uid != who.uid)
+            return {-EPERM, proto::kNotPermitted};
+        Process *parent = b->parent;
+        retire(b);
+        release_if_idle(parent);
+        release_if_idle(child);
+        return {0, proto::kOk};
+    }
+    return {0, proto::kNotBound};
+}
+
+void Registry::link(Binding *b) {
+    Process *parent = b->parent, *child = b->child;
+    if (!parent->children)
+        ++parents_;
+    if (!child->parents)
+        ++children_;
+    b->next_child = parent->children;
+    if (parent->children)
+        parent->children->prev_child = b;
+    parent->children = b;
+    ++parent->n_children;
+    b->next_parent = child->parents;
+    if (child->parents)
+        child->parents->prev_parent = b;
+    child->parents = b;
+    ++bindings_;
+    ++per_uid_[b->registrant.uid];
+}
+
+void Registry::unlink(Binding *b) {
+    Process *parent = b->parent, *child = b->child;
+    if (b->prev_child)
+        b->prev_child->next_child = b->next_child;
+    else
+        parent->children = b->next_child;
+    if (b->next_child)
+        b->next_child->prev_child = b->prev_child;
+    --parent->n_children;
+    if (b->prev_parent)
+        b->prev_parent->next_parent = b->next_parent;
+    else
+        child->parents = b->next_parent;
+    if (b->next_parent)
+        b->next_parent->prev_parent = b->prev_parent;
+    if (!parent->children)
+        --parents_;
+    if (!child->parents)
+        --children_;
+    --bindings_;
+    auto it = per_uid_.find(b->registrant.uid);
+    if (it != per_uid_.end() && --it->second == 0)
+        per_uid_.erase(it);
+}
+
+void Registry::retire(Binding *b) {
+    unlink(b);
+    if (store_)
+        store_->binding_removed(*b);
+    delete b;
+}
+
+void Registry::release_if_idle(Process *p) {
+    if (!p->children && !p->parents && p->kill_deadline_ns == 0)
+        destroy(p);
+}
+
+void Registry::destroy(Process *p) {
+    while (p->children)
+        retire(p->children);
+    while (p->parents)
+        retire(p->parents);
+    cancel(p);
+    loop_.remove(p->pidfd.fd());
+    if (p->detached) {
+        std::erase(detached_, p);
+    } else {
+        processes_.erase(p->pidfd.pid());
+    }
+    p->destroyed = true;
+    p->pidfd.unique_fd().reset();
+    graveyard_.push_back(p);
+}
+
+void Registry::process_exited(Process *p) {
+    if (p->destroyed)
+        return;
+    uint64_t death_ns = monotonic_ns();
+    cancel(p);
+    // Bindings in which it was the child are done: it is gone without our help.
+    while (p->parents) {
+        Binding *b = p->parents;
+        Process *parent = b->parent;
+        retire(b);
+        release_if_idle(parent);
+    }
+    if (p->children) {
+        int status = -1;
+        if (!p->pidfd.exit_status(&status))
+            status = -1;
+        while (p->children) {
+            Binding *b = p->children;
+            Process *child = b->child;
+            Policy policy = b->policy;
+            Registrant who = b->registrant;
+            retire(b);
+            kill(child, policy, who, p->pidfd.pid(), p->comm.data(), status, death_ns, false);
+            release_if_idle(child);
+        }
+    }
+    destroy(p);
+}
+
+void Registry::kill(Process *child, const Policy &policy, const Registrant &who, pid_t parent_pid,
+                    const char *parent_comm, int parent_status, uint64_t death_ns,
+                    bool already_dead) {
+    if (child->signalled)
+        return; // an earlier parent's death already sent the kill
+    if (child->pidfd.exited())
+        return; // its own exit event retires it
+    std::string parent_exit = parent_status >= 0 ? describe_exit(parent_status) : "";
+    std::string child_comm = child->comm.data();
+    if (!who.privileged) {
+        // Checked again now: the child may have changed its credentials since registration.
+        auto creds = child->pidfd.creds();
+        if (!creds)
+            return; // gone meanwhile
+        if (!may_signal(who, *creds)) {
+            log_entry(LOG_WARNING, msgid::kKillRefused,
+                      fmt::format("not killing {}[{}]: its uid ({}) is no longer the registrant's "
+                                  "({}); parent {}[{}] died",
+                                  child_comm, child->pidfd.pid(), creds->ruid, who.uid,
+                                  parent_comm, parent_pid),
+                      {{"ORPHAND_CHILD_PID", std::to_string(child->pidfd.pid())},
+                       {"ORPHAND_CHILD_COMM", child_comm},
+                       {"ORPHAND_PARENT_PID", std::to_string(parent_pid)},
+                       {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)}});
+            return;
+        }
+    }
+    int r = child->pidfd.send_signal(policy.signal);
+    uint64_t latency_us = (monotonic_ns() - death_ns) / 1000;
+    if (r < 0)
+        return; // -ESRCH: reaped meanwhile
+    child->signalled = true;
+    ++kills_;
+    std::string how = parent_exit.empty() ? "" : fmt::format(" ({})", parent_exit);
+    std::string text =
+        already_dead
+            ? fmt::format("killed {}[{}] with {}: parent {}[{}] was already dead when the binding "
+                          "was registered{}",
+                          child_comm, child->pidfd.pid(), signal_name(policy.signal), parent_comm,
+                          parent_pid, how)
+            : fmt::format("killed {}[{}] with {}: parent {}[{}] died{}, {} us after its death",
+                          child_comm, child->pidfd.pid(), signal_name(policy.signal), parent_comm,
+                          parent_pid, how, latency_us);
+    log_entry(LOG_NOTICE, already_dead ? msgid::kParentAlreadyDead : msgid::kKill, text,
+              {{"ORPHAND_PARENT_PID", std::to_string(parent_pid)},
+               {"ORPHAND_PARENT_COMM", parent_comm},
+               {"ORPHAND_PARENT_EXIT", parent_exit},
+               {"ORPHAND_CHILD_PID", std::to_string(child->pidfd.pid())},
+               {"ORPHAND_CHILD_COMM", child_comm},
+               {"ORPHAND_SIGNAL", signal_name(policy.signal)},
+               {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)},
+               {"ORPHAND_REGISTRANT_PID", std::to_string(who.pid)},
+               {"ORPHAND_LATENCY_USEC", std::to_string(latency_us)}});
+    if (policy.signal != SIGKILL && policy.grace_ms != proto::kGraceNever) {
+        child->escalation_registrant = who;
+        schedule(child, monotonic_ns() + uint64_t{policy.grace_ms} * 1000000u);
+    }
+}
+
+void Registry::schedule(Process *p, uint64_t deadline_ns) {
+    cancel(p);
+    p->kill_deadline_ns = deadline_ns;
+    deadlines_.emplace(deadline_ns, p);
+    rearm();
+}
+
+void Registry::cancel(Process *p) {
+    if (p->kill_deadline_ns == 0)
+        return;
+    deadlines_.erase({p->kill_deadline_ns, p});
+    p->kill_deadline_ns = 0;
+    rearm();
+}
+
+void Registry::rearm() {
+    uint64_t next = deadlines_.empty() ? 0 : deadlines_.begin()->first;
+    if (next == armed_ns_)
+        return;
+    // Armed only while an escalation is pending: an idle daemon has no timer at all.
+    struct itimerspec its {};
+    if (next) {
+        its.it_value.tv_sec = static_cast<time_t>(next / 1000000000u);
+        its.it_value.tv_nsec = static_cast<long>(next % 1000000000u);
+    }
+    if (::timerfd_settime(timer_fd_.get(), next ? TFD_TIMER_ABSTIME : 0, &its, nullptr) == 0)
+        armed_ns_ = next;
+}
+
+void Registry::timer_fired() {
+    uint64_t expirations;
+    (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
+    armed_ns_ = 0;
+    uint64_t now = monotonic_ns();
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+        Process *p = deadlines_.begin()->second;
+        deadlines_.erase(deadlines_.begin());
+        p->kill_deadline_ns = 0;
+        bool allowed = true;
+        if (!p->escalation_registrant.privileged) {
+            auto creds = p->pidfd.creds();
+            allowed = creds && may_signal(p->escalation_registrant, *creds);
+        }
+        if (allowed && !p->pidfd.exited() && p->pidfd.send_signal(SIGKILL) == 0) {
+            ++kills_;
+            log_entry(LOG_WARNING, msgid::kEscalate,
+                      fmt::format("killed {}[{}] with SIGKILL: it outlived its grace period",
+                                  p->comm.data(), p->pidfd.pid()),
+                      {{"ORPHAND_CHILD_PID", std::to_string(p->pidfd.pid())},
+                       {"ORPHAND_CHILD_COMM", p->comm.data()},
+                       {"ORPHAND_SIGNAL", "SIGKILL"},
+                       {"ORPHAND_REGISTRANT_UID", std::to_string(p->escalation_registrant.uid)}});
+        }
+        release_if_idle(p);
+    }
+    armed_ns_ = ~uint64_t{0}; // force rearm() to program the next deadline (or disarm)
+    rearm();
+}
+
+void Registry::for_each(const std::function<void(const Binding &)> &fn) const {
+    for (const auto &[pid, p] : processes_)
+        for (Binding *b = p->children; b; b = b->next_child)
+            fn(*b);
+    for (const Process *p : detached_)
+        for (Binding *b = p->children; b; b = b->next_child)
+            fn(*b);
+}
+
+RegistryStats Registry::stats() const { return {parents_, children_, bindings_, kills_}; }
+
+uint32_t Registry::bindings_of(uid_t uid) const {
+    auto it = per_uid_.find(uid);
+    return it == per_uid_.end() ? 0 : it->second;
+}
+
+} // namespace orphand

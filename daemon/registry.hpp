@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MIT
+// Registry: the watched processes, the bindings between them, and the kills they cause.
+#pragma once
+
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "event_loop.hpp"
+#include "pidfd.hpp"
+#include "orphand/protocol.hpp"
+
+namespace orphand {
+
+struct Binding;
+
+// What to do to a child when its parent dies.
+struct Policy {
+    int signal = 15;          // first signal
+    uint32_t grace_ms = 5000; // then SIGKILL after this long; proto::kGraceNever: never
+};
+
+// Who asked for a binding, as the kernel reported it for the connection.
+struct Registrant {
+    uid_t uid = 0;
+    pid_t pid = 0;
+    bool privileged = false; // root or CAP_KILL in our user namespace
+};
+
+// A watched process: a parent of some bindings, a child of others, or a child being killed.
+struct Process : Source {
+    Process(PidFd p) : Source(Kind::Process), pidfd(std::move(p)) {}
+    PidFd pidfd;
+    std::array<char, proto::kCommLen> comm{}; // read when first watched
+    Binding *children = nullptr; // bindings in which this process is the parent
+    Binding *parents = nullptr;  // bindings in which this process is the child
+    uint32_t n_children = 0;
+    uint64_t kill_deadline_ns = 0; // SIGKILL escalation pending when non-zero
+    bool signalled = false;        // a kill has been sent; further parents' deaths add nothing
+    bool destroyed = false;        // awaiting deletion at the end of the loop iteration
+    bool detached = false;         // exited and no longer in the pid map
+    int escalation_signal = 9;
+    Registrant escalation_registrant; // whose binding the pending escalation serves
+};
+
+struct Binding {
+    Process *parent = nullptr;
+    Process *child = nullptr;
+    Binding *next_child = nullptr, *prev_child = nullptr;   // in parent->children
+    Binding *next_parent = nullptr, *prev_parent = nullptr; // in child->parents
+    Registrant registrant;
+    Policy policy;
+    uint64_t created_ns = 0;
+};
+
+// Resource bounds; 0 means unlimited.
+struct Limits {
+    uint32_t bindings_per_uid = 0;
+    uint32_t bindings_per_parent = 0;
+};
+
+// Outcome of a registration: error 0 or a negative errno, and a protocol Reason.
+struct Verdict {
+    int error = 0;
+    uint32_t reason = proto::kOk;
+};
+
+// Hooks for persisting bindings across restarts (systemd's fd store).
+class BindingStore {
+public:
+    virtual ~BindingStore() = default;
+    virtual void binding_added(const Binding &b) = 0;
+    virtual void binding_removed(const Binding &b) = 0;
+};
+
+struct RegistryStats {
+    uint32_t parents = 0;
+    uint32_t children = 0;
+    uint32_t bindings = 0;
+    uint64_t kills = 0;
+};
+
+class Registry {
+public:
+    Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Limits limits);
+    ~Registry();
+    Registry(const Registry &) = delete;
+    Registry &operator=(const Registry &) = delete;
+
+    // Binds `child` to `parent`, taking both handles (duplicates of an already watched process
+    // are dropped). A parent already dead kills the child at once (kParentAlreadyDead).
+    Verdict add(PidFd parent, PidFd child, const Policy &policy, const Registrant &who);
+
+    // Removes the binding parent -> child (by pid). Unprivileged registrants may remove only
+    // their own bindings. kNotBound if there is none.
+    Verdict remove(pid_t parent, pid_t child, const Registrant &who);
+
+    // The watched, live process with this pid, or null. A watched process that has exited is
+    // processed first (its pid may already belong to someone else).
+    Process *find(pid_t pid);
+
+    // Called by the loop when a watched process's pidfd is readable: it has exited.
+    void process_exited(Process *p);
+    // Called by the loop when the escalation timer fires.
+    void timer_fired();
+    // Frees processes destroyed during this loop iteration. The loop calls it after dispatching
+    // a batch of events, so that no event of the batch points at freed memory.
+    void collect();
+
+    // Visits every binding.
+    void for_each(const std::function<void(const Binding &)> &fn) const;
+    RegistryStats stats() const;
+    uint32_t bindings_of(uid_t uid) const;
+
+    void set_store(BindingStore *store) { store_ = store; }
+
+private:
+    Process *intern(PidFd pidfd, Verdict *error);
+    void link(Binding *b);
+    void unlink(Binding *b);
+    void retire(Binding *b);
+    void release_if_idle(Process *p);
+    void destroy(Process *p);
+    // Sends the binding's policy to `child`, because `parent` died (exit status `status`, or
+    // -1 if unknown); `already_dead` marks a REGISTER whose parent was gone.
+    void kill(Process *child, const Policy &policy, const Registrant &who, pid_t parent_pid,
+              const char *parent_comm, int parent_status, uint64_t death_ns, bool already_dead);
+    void schedule(Process *p, uint64_t deadline_ns);
+    void cancel(Process *p);
+    void rearm();
+
+    EventLoop &loop_;
+    UniqueFd timer_fd_;
+    Source *timer_source_;
+    Limits limits_;
+    BindingStore *store_ = nullptr;
+    std::unordered_map<pid_t, Process *> processes_;
+    std::unordered_map<uid_t, uint32_t> per_uid_;
+    std::set<std::pair<uint64_t, Process *>> deadlines_;
+    std::vector<Process *> graveyard_;
+    std::vector<Process *> detached_; // exited, no longer mapped by pid, exit event pending
+    uint64_t armed_ns_ = 0;
+    uint32_t bindings_ = 0;
+    uint32_t parents_ = 0;
+    uint32_t children_ = 0;
+    uint64_t kills_ = 0;
+};
+
+} // namespace orphand

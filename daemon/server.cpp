@@ -1,0 +1,808 @@
+// SPDX-License-Identifier: MIT
+// The listening socket, client connections and request handling.
+#include "server.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+#include <stdexcept>
+#include <system_error>
+
+#include <systemd/sd-daemon.h>
+
+#include "orphand_config.h"
+
+namespace orphand {
+namespace {
+
+constexpr size_t kReadSize = 16384;
+constexpr int kReadsPerEvent = 16;
+constexpr int kAcceptsPerEvent = 64;
+
+[[noreturn]] void fail(int err, const std::string &what) {
+    throw std::system_error(err, std::generic_category(), what);
+}
+
+bool valid_pid(uint32_t pid) { return pid != 0 && pid <= static_cast<uint32_t>(INT_MAX); }
+
+// Creates `dir` and its missing parents with mode 0755, refusing symlinks on the way.
+void make_dirs(const std::string &dir) {
+    if (dir.empty() || dir == "/")
+        return;
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) == 0) {
+        if (!S_ISDIR(st.st_mode))
+            throw std::runtime_error(fmt::format("{} exists and is not a directory (symlinks are "
+                                                 "not followed)",
+                                                 quoted(dir)));
+        return;
+    }
+    make_dirs(dir.substr(0, dir.rfind('/')));
+    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
+        fail(errno, fmt::format("mkdir {}", quoted(dir)));
+}
+
+uint32_t features_mask() {
+    const auto &k = kernel_features();
+    uint32_t f = 0;
+    if (k.peer_pidfd)
+        f |= proto::kFeaturePeerPidfd;
+    if (k.pidfd_info)
+        f |= proto::kFeaturePidfdInfo;
+    if (k.exit_info)
+        f |= proto::kFeatureExitInfo;
+    if (k.pidfs)
+        f |= proto::kFeaturePidfsInode;
+    if (log_to_journal())
+        f |= proto::kFeatureJournal;
+    return f;
+}
+
+// CapEff of a process includes CAP_KILL (bit 5), read from /proc while the pidfd pins it.
+bool has_cap_kill(const PidFd &p, pid_t pid) {
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd)
+        return false;
+    char buf[4096];
+    ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
+    if (n <= 0 || (p.valid() && p.send_signal(0) < 0))
+        return false;
+    buf[n] = '\0';
+    const char *cap = std::strstr(buf, "\nCapEff:");
+    if (!cap)
+        return false;
+    unsigned long long mask = std::strtoull(cap + 8, nullptr, 16);
+    return mask & (1ull << 5);
+}
+
+// Inode of one of our own or a process's namespaces, or 0.
+ino_t ns_inode(const char *path) {
+    struct stat st {};
+    return ::stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+} // namespace
+
+Server::Server(const Options &options) : options_(options), start_ns_(monotonic_ns()) {
+    // Raise the soft fd limit to the hard one: every watched process costs one fd.
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+    signal_fd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+    if (!signal_fd_)
+        fail(errno, "signalfd");
+    if (auto r = loop_.add(signal_fd_.get(), EPOLLIN, &signal_source_); !r)
+        fail(-r.code(), r.error().what);
+
+    UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!timer)
+        fail(errno, "timerfd_create");
+    if (auto r = loop_.add(timer.get(), EPOLLIN, &timer_source_); !r)
+        fail(-r.code(), r.error().what);
+    registry_ = std::make_unique<Registry>(loop_, std::move(timer), &timer_source_,
+                                           options_.limits);
+
+    uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+        watchdog_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+        if (!watchdog_fd_)
+            fail(errno, "timerfd_create");
+        struct itimerspec its {};
+        uint64_t half = watchdog_usec / 2;
+        its.it_value.tv_sec = static_cast<time_t>(half / 1000000);
+        its.it_value.tv_nsec = static_cast<long>(half % 1000000 * 1000);
+        its.it_interval = its.it_value;
+        ::timerfd_settime(watchdog_fd_.get(), 0, &its, nullptr);
+        if (auto r = loop_.add(watchdog_fd_.get(), EPOLLIN, &watchdog_source_); !r)
+            fail(-r.code(), r.error().what);
+    }
+
+    bind_listener();
+}
+
+Server::~Server() {
+    for (auto &[ptr, conn] : connections_)
+        loop_.remove(conn->fd.get());
+    connections_.clear();
+    if (!bound_path_.empty())
+        ::unlink(bound_path_.c_str());
+}
+
+void Server::bind_listener() {
+    char **names = nullptr;
+    int n = sd_listen_fds_with_names(1, &names);
+    if (n > 0) {
+        for (int i = 0; i < n; ++i) {
+            int fd = SD_LISTEN_FDS_START + i;
+            const char *name = names && names[i] ? names[i] : "";
+            if (!listener_ && sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0 &&
+                (std::strcmp(name, "orphand") == 0 || std::strcmp(name, "unknown") == 0 ||
+                 std::strcmp(name, "") == 0)) {
+                listener_.reset(fd);
+                ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+                ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+            } else {
+                // Not ours to keep: the fd store's entries are handled by the store.
+                ::close(fd);
+            }
+        }
+    }
+    if (names) {
+        for (int i = 0; i < n; ++i)
+            std::free(names[i]);
+        std::free(names);
+    }
+    if (listener_) {
+        socket_activated_ = true;
+    } else {
+        std::string path =
+            options_.socket_path.empty() ? default_socket_path() : options_.socket_path;
+        struct sockaddr_un addr {};
+        addr.sun_family = AF_UNIX;
+        if (path.size() >= sizeof(addr.sun_path))
+            throw std::runtime_error(fmt::format("socket path {} is too long ({} bytes, at most "
+                                                 "{})",
+                                                 quoted(path), path.size(),
+                                                 sizeof(addr.sun_path) - 1));
+        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+        make_dirs(path.substr(0, path.rfind('/')));
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) == 0) {
+            if (!S_ISSOCK(st.st_mode))
+                throw std::runtime_error(
+                    fmt::format("{} exists and is not a socket; not removing it", quoted(path)));
+            // A socket someone still listens on belongs to a running daemon.
+            UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+            if (probe && ::connect(probe.get(), reinterpret_cast<sockaddr *>(&addr),
+                                   sizeof(addr)) == 0)
+                throw std::runtime_error(
+                    fmt::format("another daemon is listening on {}", quoted(path)));
+            ::unlink(path.c_str());
+        }
+        listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+        if (!listener_)
+            fail(errno, "socket");
+        // World-connectable: the daemon decides per request who may bind whom (orphand(8)).
+        mode_t old = ::umask(0111);
+        int r = ::bind(listener_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr));
+        int err = errno;
+        ::umask(old);
+        if (r < 0)
+            fail(err, fmt::format("bind {}", quoted(path)));
+        bound_path_ = path;
+        if (::listen(listener_.get(), SOMAXCONN) < 0)
+            fail(errno, "listen");
+    }
+    if (auto r = loop_.add(listener_.get(), EPOLLIN, &listener_source_); !r)
+        fail(-r.code(), r.error().what);
+}
+
+int Server::run() {
+    const auto &k = kernel_features();
+    log_fmt(LOG_INFO,
+            "orphand {} listening on {} ({}); SO_PEERPIDFD {}, PIDFD_GET_INFO {}, exit status "
+            "{}; default policy {} then SIGKILL after {}",
+            ORPHAND_VERSION,
+            socket_activated_ ? std::string("the socket systemd passed") : quoted(bound_path_),
+            socket_activated_ ? "socket-activated" : "bound", k.peer_pidfd ? "yes" : "no",
+            k.pidfd_info ? "yes" : "no", k.exit_info ? "yes" : "no",
+            signal_name(options_.policy.signal),
+            options_.policy.grace_ms == proto::kGraceNever
+                ? std::string("never")
+                : fmt::format("{} ms", options_.policy.grace_ms));
+    if (!getenv("NOTIFY_SOCKET"))
+        log_fmt(LOG_INFO, "not running under systemd: bindings will not survive a restart");
+    sd_notify(0, "READY=1");
+    update_status();
+
+    std::array<struct epoll_event, 256> events;
+    while (!stop_) {
+        int n = loop_.wait(events.data(), static_cast<int>(events.size()), -1);
+        if (n < 0) {
+            if (n == -EINTR)
+                continue;
+            log_fmt(LOG_ERR, "epoll_wait failed: {}", std::strerror(-n));
+            return 1;
+        }
+        for (int i = 0; i < n; ++i) {
+            auto *source = static_cast<Source *>(events[i].data.ptr);
+            switch (source->kind) {
+            case Source::Kind::Process:
+                registry_->process_exited(static_cast<Process *>(source));
+                break;
+            case Source::Kind::Connection:
+                on_connection(static_cast<Connection *>(source), events[i].events);
+                break;
+            case Source::Kind::Listener:
+                on_listener();
+                break;
+            case Source::Kind::Signal:
+                on_signal();
+                break;
+            case Source::Kind::Timer:
+                registry_->timer_fired();
+                break;
+            case Source::Kind::Watchdog: {
+                uint64_t expirations;
+                (void)!::read(watchdog_fd_.get(), &expirations, sizeof(expirations));
+                sd_notify(0, "WATCHDOG=1");
+                break;
+            }
+            }
+        }
+        // Freed only now: an event later in the batch may point at them.
+        for (Connection *c : closed_)
+            connections_.erase(c);
+        bool freed = !closed_.empty();
+        closed_.clear();
+        registry_->collect();
+        if (listener_paused_ && freed) {
+            listener_paused_ = false;
+            (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
+        }
+        update_status();
+    }
+    sd_notify(0, "STOPPING=1");
+    log_fmt(LOG_INFO, "stopping; {} bindings were live", registry_->stats().bindings);
+    return 0;
+}
+
+void Server::on_signal() {
+    struct signalfd_siginfo si {};
+    while (::read(signal_fd_.get(), &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+            stop_ = true;
+    }
+}
+
+void Server::update_status() {
+    if (!getenv("NOTIFY_SOCKET"))
+        return;
+    auto s = registry_->stats();
+    std::string status = fmt::format("STATUS=watching {} parents, {} children; {} killed since "
+                                     "start",
+                                     s.parents, s.children, s.kills);
+    if (status != last_status_) {
+        sd_notify(0, status.c_str());
+        last_status_ = std::move(status);
+    }
+}
+
+void Server::on_listener() {
+    for (int i = 0; i < kAcceptsPerEvent; ++i) {
+        UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+        if (!fd) {
+            int err = errno;
+            if (err == EMFILE || err == ENFILE) {
+                // Stop accepting until a connection or a watched process frees an fd, rather
+                // than spinning on a listener that stays readable.
+                listener_paused_ = true;
+                (void)loop_.modify(listener_.get(), 0, &listener_source_);
+                if (input_limiter_.allow())
+                    log_fmt(LOG_WARNING, "out of file descriptors; not accepting connections "
+                                         "until one closes");
+            }
+            return;
+        }
+        auto c = std::make_unique<Connection>();
+        c->fd = std::move(fd);
+        socklen_t len = sizeof(c->peer);
+        if (::getsockopt(c->fd.get(), SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0)
+            continue;
+        if (kernel_features().peer_pidfd) {
+            int pfd = -1;
+            socklen_t plen = sizeof(pfd);
+            if (::getsockopt(c->fd.get(), SOL_SOCKET, kSoPeerPidfd, &pfd, &plen) == 0 && pfd >= 0)
+                c->peer_pidfd = PidFd(c->peer.pid, UniqueFd(pfd));
+        } else if (c->peer.pid > 0) {
+            // FIXME: drop once Linux 6.5 is the minimum. Opened by pid: racy if the peer is
+            // already gone and its pid reused; orphanctl status reports this fallback.
+            if (auto p = PidFd::open(c->peer.pid))
+                c->peer_pidfd = std::move(*p);
+        }
+        bool root = c->peer.uid == 0;
+        uint32_t &per_uid = connections_per_uid_[c->peer.uid];
+        if (connections_.size() >= options_.max_connections ||
+            (!root && per_uid >= options_.max_connections_per_uid)) {
+            if (per_uid == 0)
+                connections_per_uid_.erase(c->peer.uid);
+            if (input_limiter_.allow())
+                log_entry(LOG_WARNING, msgid::kRefused,
+                          fmt::format("refusing connection from pid {} uid {}: {}", c->peer.pid,
+                                      c->peer.uid, proto::reason_text(proto::kLimitConnections)),
+                          {{"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
+                           {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)}});
+            continue;
+        }
+        ++per_uid;
+        Connection *raw = c.get();
+        if (auto r = loop_.add(raw->fd.get(), EPOLLIN, raw); !r) {
+            if (--per_uid == 0)
+                connections_per_uid_.erase(raw->peer.uid);
+            continue;
+        }
+        connections_.emplace(raw, std::move(c));
+    }
+}
+
+void Server::on_connection(Connection *c, uint32_t events) {
+    if (c->closing)
+        return;
+    if (events & EPOLLOUT)
+        flush(c);
+    if (c->closing)
+        return;
+    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+        read_from(c);
+}
+
+void Server::read_from(Connection *c) {
+    static unsigned char buf[kReadSize];
+    for (int i = 0; i < kReadsPerEvent && c->reading && !c->closing; ++i) {
+        union {
+            struct cmsghdr align;
+            char data[CMSG_SPACE(sizeof(int) * 8)];
+        } control{};
+        struct iovec iov = {buf, sizeof(buf)};
+        struct msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.data;
+        msg.msg_controllen = sizeof(control.data);
+        ssize_t n = ::recvmsg(c->fd.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return;
+            close_connection(c);
+            return;
+        }
+        // Take every fd first, so that none leaks whatever happens to the message.
+        FdBatch batch;
+        batch.offset = c->received;
+        bool got_fds = false;
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                continue;
+            size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t j = 0; j < count; ++j) {
+                int fd;
+                std::memcpy(&fd, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
+                got_fds = true;
+                if (batch.count < batch.fds.size())
+                    batch.fds[batch.count++].reset(fd);
+                else {
+                    ::close(fd);
+                    batch.too_many = true;
+                }
+            }
+        }
+        if (msg.msg_flags & MSG_CTRUNC) {
+            got_fds = true;
+            batch.too_many = true;
+        }
+        if (got_fds) {
+            if (c->fd_batches.size() >= 4) {
+                // A client sending fds without records: drop the oldest unclaimed batch.
+                c->fd_batches.erase(c->fd_batches.begin());
+            }
+            c->fd_batches.push_back(std::move(batch));
+        }
+        if (n == 0) {
+            // EOF: everything that arrived before it has been handled.
+            close_connection(c);
+            return;
+        }
+        c->received += static_cast<uint64_t>(n);
+        c->framer.feed(buf, static_cast<size_t>(n), [&](const unsigned char *m, size_t size) {
+            if (!c->closing)
+                handle(c, m, size);
+        });
+        if (static_cast<size_t>(n) < sizeof(buf))
+            return;
+    }
+}
+
+FdBatch *Server::take_fds(Connection *c, uint64_t msg_start, size_t size) {
+    // A batch arrived with the read that began at its offset. It belongs to the message that
+    // contains that byte: a client sends fds with a message's first byte.
+    if (c->fd_batches.empty() || c->fd_batches.front().offset >= msg_start + size)
+        return nullptr;
+    return &c->fd_batches.front();
+}
+
+void Server::handle(Connection *c, const unsigned char *msg, size_t size) {
+    uint64_t start = c->consumed;
+    c->consumed += size;
+    FdBatch *fds = take_fds(c, start, size);
+    if (size == sizeof(proto::Record))
+        handle_legacy(c, proto::load<proto::Record>(msg), fds);
+    else
+        handle_v1(c, proto::load<proto::Request>(msg), fds);
+    if (fds && !c->closing)
+        c->fd_batches.erase(c->fd_batches.begin()); // closes whatever was not adopted
+}
+
+void Server::handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds) {
+    switch (r.action) {
+    case proto::kPing:
+        reply(c, &r, sizeof(r));
+        return;
+    case proto::kRegister: {
+        Verdict v = do_register(c, r.parent, r.child, options_.policy, fds);
+        if (v.error < 0)
+            log_refusal(c, "REGISTER", r.parent, r.child, v);
+        return;
+    }
+    case proto::kUnregister: {
+        Verdict v = do_unregister(c, r.parent, r.child);
+        if (v.error < 0)
+            log_refusal(c, "UNREGISTER", r.parent, r.child, v);
+        return;
+    }
+    case proto::kHello:
+        if (r.parent == proto::kHelloMagic && r.child >= 1) {
+            c->v1 = true;
+            c->framer.set_size(sizeof(proto::Request));
+            proto::Reply rep{};
+            rep.action = proto::kHello;
+            rep.count = proto::kVersion;
+            reply(c, &rep, sizeof(rep));
+            return;
+        }
+        [[fallthrough]];
+    default:
+        log_refusal(c, "record", r.parent, r.child, {-EINVAL, proto::kUnknownAction});
+        return;
+    }
+}
+
+void Server::handle_v1(Connection *c, const proto::Request &q, FdBatch *fds) {
+    constexpr uint32_t known_flags = proto::kFlagSignal | proto::kFlagGrace;
+    if (q.reserved != 0 || (q.flags & ~known_flags)) {
+        send_reply(c, q, {-EINVAL, proto::kBadPolicy});
+        return;
+    }
+    switch (q.action) {
+    case proto::kPing:
+    case proto::kHello:
+        send_reply(c, q, {0, proto::kOk}, q.action == proto::kHello ? proto::kVersion : 0);
+        return;
+    case proto::kRegister: {
+        Policy policy = options_.policy;
+        if (q.flags & proto::kFlagSignal) {
+            if (q.signal < 1 || q.signal >= NSIG) {
+                send_reply(c, q, {-EINVAL, proto::kBadPolicy});
+                return;
+            }
+            policy.signal = q.signal;
+        }
+        if (q.flags & proto::kFlagGrace)
+            policy.grace_ms = q.grace_ms;
+        Verdict v = do_register(c, q.parent, q.child, policy, fds);
+        if (v.error < 0)
+            log_refusal(c, "REGISTER", q.parent, q.child, v);
+        send_reply(c, q, v);
+        return;
+    }
+    case proto::kUnregister:
+        send_reply(c, q, do_unregister(c, q.parent, q.child));
+        return;
+    case proto::kList:
+        list(c, q);
+        return;
+    case proto::kStatus:
+        status(c, q);
+        return;
+    default:
+        log_refusal(c, "request", q.parent, q.child, {-EINVAL, proto::kUnknownAction});
+        send_reply(c, q, {-EINVAL, proto::kUnknownAction});
+        return;
+    }
+}
+
+void Server::check_identity(Connection *c) {
+    if (c->identity_checked)
+        return;
+    c->identity_checked = true;
+    static const ino_t our_userns = ns_inode("/proc/self/ns/user");
+    static const ino_t our_pidns = ns_inode("/proc/self/ns/pid");
+    pid_t pid = c->peer.pid;
+    char path[64];
+    // The peer's pid (from SO_PEERCRED, in our namespace) is 0 if the peer is invisible to us.
+    if (pid <= 0) {
+        c->foreign_pidns = true;
+        return;
+    }
+    std::snprintf(path, sizeof(path), "/proc/%d/ns/pid", pid);
+    ino_t pidns = ns_inode(path);
+    std::snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
+    ino_t userns = ns_inode(path);
+    // The /proc entries were read by pid: they are the peer's only if it is still alive now.
+    bool alive = c->peer_pidfd.valid() && c->peer_pidfd.send_signal(0) == 0;
+    if (!alive) {
+        // Gone: treat as foreign (only pidfds are trusted) and unprivileged beyond root.
+        c->foreign_pidns = pidns != our_pidns;
+        c->privileged = c->peer.uid == 0;
+        return;
+    }
+    c->foreign_pidns = pidns != our_pidns;
+    if (c->foreign_pidns) {
+        std::array<pid_t, 8> levels{};
+        int nlevels = pidfd_nspids(c->peer_pidfd.fd(), levels);
+        c->peer_inner_pid = nlevels > 0 ? levels[nlevels - 1] : 0;
+    }
+    // SO_PEERCRED maps the uid into our user namespace: 0 is our root. CAP_KILL counts only
+    // when held in our user namespace.
+    c->privileged = c->peer.uid == 0 || (userns == our_userns && has_cap_kill(c->peer_pidfd, pid));
+}
+
+Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_pid,
+                            const Policy &policy, FdBatch *fds) {
+    check_identity(c);
+    if (fds && fds->too_many)
+        return {-E2BIG, proto::kTooManyFds};
+    size_t nfds = fds ? fds->count : 0;
+    if (!valid_pid(child_pid) || !valid_pid(parent_pid))
+        return {-EINVAL, proto::kBadPid};
+    if (parent_pid == child_pid)
+        return {-EINVAL, proto::kSameProcess};
+    if (c->foreign_pidns && nfds == 0)
+        return {-EXDEV, proto::kForeignPidNamespace};
+
+    // Checks a passed pidfd against the pid the client named. A client in another pid
+    // namespace names pids as it sees them; match any level of the process's pids.
+    auto matches = [&](const PidFd &p, uint32_t pid) {
+        if (static_cast<uint32_t>(p.pid()) == pid)
+            return true;
+        if (!c->foreign_pidns)
+            return false;
+        std::array<pid_t, 8> levels{};
+        int n = pidfd_nspids(p.fd(), levels);
+        for (int i = 0; i < n; ++i)
+            if (static_cast<uint32_t>(levels[i]) == pid)
+                return true;
+        return false;
+    };
+    auto adopt = [&](size_t index, uint32_t pid, Verdict *v) -> PidFd {
+        auto p = PidFd::adopt(std::move(fds->fds[index]));
+        if (!p) {
+            *v = p.code() == -ESRCH ? Verdict{-ESRCH, proto::kNoSuchProcess}
+                                    : Verdict{-EBADF, proto::kNotPidfd};
+            return {};
+        }
+        if (!matches(*p, pid)) {
+            *v = {-EINVAL, proto::kPidfdMismatch};
+            return {};
+        }
+        return std::move(*p);
+    };
+
+    Verdict v;
+    PidFd child;
+    if (nfds >= 1) {
+        child = adopt(0, child_pid, &v);
+        if (!child.valid())
+            return v;
+    } else {
+        auto p = PidFd::open(static_cast<pid_t>(child_pid));
+        if (!p) {
+            if (p.code() == -EMFILE || p.code() == -ENFILE || p.code() == -ENOMEM)
+                return {p.code(), proto::kOutOfFds};
+            return {-ESRCH, proto::kNoSuchProcess};
+        }
+        child = std::move(*p);
+    }
+    pid_t cpid = child.pid();
+    if (cpid == 1 || cpid == ::getpid() || cpid == 2 || is_kernel_thread(cpid))
+        return {-EPERM, proto::kProtectedTarget};
+    if (!c->privileged) {
+        // A passed pidfd proves which process it is, not that the client may signal it.
+        auto creds = child.creds();
+        if (!creds)
+            return {-ESRCH, proto::kNoSuchProcess};
+        if (c->peer.uid != creds->ruid && c->peer.uid != creds->suid)
+            return {-EPERM, proto::kNotPermitted};
+    }
+
+    PidFd parent;
+    if (nfds >= 2) {
+        parent = adopt(1, parent_pid, &v);
+        if (!parent.valid())
+            return v;
+    } else if (c->foreign_pidns) {
+        // Raw pids mean nothing here; the only parent a foreign client can name without a
+        // pidfd is itself.
+        if (static_cast<pid_t>(parent_pid) != c->peer_inner_pid || !c->peer_pidfd.valid())
+            return {-EXDEV, proto::kForeignPidNamespace};
+        parent = PidFd(c->peer.pid, UniqueFd(::fcntl(c->peer_pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
+    } else if (static_cast<pid_t>(parent_pid) == c->peer.pid && c->peer_pidfd.valid()) {
+        // The connection's own pidfd: no pid race even if the client is already gone.
+        if (Process *known = registry_->find(c->peer.pid);
+            known && known->pidfd.pid() == c->peer.pid) {
+            parent = PidFd(c->peer.pid, UniqueFd(::fcntl(known->pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
+        } else {
+            parent = PidFd(c->peer.pid, UniqueFd(::fcntl(c->peer_pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
+        }
+        if (!parent.valid())
+            return {-errno, proto::kOutOfFds};
+    } else {
+        auto p = PidFd::open(static_cast<pid_t>(parent_pid));
+        if (p) {
+            parent = std::move(*p);
+        } else if (p.code() == -EMFILE || p.code() == -ENFILE || p.code() == -ENOMEM) {
+            return {p.code(), proto::kOutOfFds};
+        } else {
+            // No such process: it already died. The binding is acted on at once.
+            parent = PidFd(static_cast<pid_t>(parent_pid), UniqueFd());
+        }
+    }
+    return registry_->add(std::move(parent), std::move(child), policy,
+                          Registrant{c->peer.uid, c->peer.pid, c->privileged});
+}
+
+Verdict Server::do_unregister(Connection *c, uint32_t parent_pid, uint32_t child_pid) {
+    check_identity(c);
+    if (!valid_pid(child_pid) || !valid_pid(parent_pid))
+        return {-EINVAL, proto::kBadPid};
+    if (c->foreign_pidns)
+        return {-EXDEV, proto::kForeignPidNamespace};
+    return registry_->remove(static_cast<pid_t>(parent_pid), static_cast<pid_t>(child_pid),
+                             Registrant{c->peer.uid, c->peer.pid, c->privileged});
+}
+
+void Server::log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child,
+                         Verdict v) {
+    // Client-controlled input: a per-connection cap and a global rate keep a flood of junk
+    // from flooding the log.
+    if (++c->bad_records > 3 || !input_limiter_.allow())
+        return;
+    uint64_t suppressed = input_limiter_.take_suppressed();
+    log_entry(LOG_WARNING, msgid::kRefused,
+              fmt::format("refused {} (parent {}, child {}) from pid {} uid {}: {}{}", what,
+                          parent, child, c->peer.pid, c->peer.uid, proto::reason_text(v.reason),
+                          suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed)
+                                     : ""),
+              {{"ORPHAND_PARENT_PID", std::to_string(parent)},
+               {"ORPHAND_CHILD_PID", std::to_string(child)},
+               {"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
+               {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)},
+               {"ORPHAND_REASON", proto::reason_text(v.reason)},
+               {"ERRNO", std::to_string(-v.error)}});
+}
+
+void Server::send_reply(Connection *c, const proto::Request &q, Verdict v, uint32_t count) {
+    proto::Reply r{};
+    r.seq = q.seq;
+    r.action = q.action;
+    r.error = v.error;
+    r.reason = v.reason;
+    r.count = count;
+    reply(c, &r, sizeof(r));
+}
+
+void Server::reply(Connection *c, const void *data, size_t size) {
+    c->out.append(static_cast<const char *>(data), size);
+    flush(c);
+}
+
+void Server::flush(Connection *c) {
+    while (!c->out.empty()) {
+        ssize_t n = ::send(c->fd.get(), c->out.data(), c->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            close_connection(c);
+            return;
+        }
+        c->out.erase(0, static_cast<size_t>(n));
+    }
+    update_interest(c);
+}
+
+void Server::update_interest(Connection *c) {
+    // A client that does not read its replies stops being read: its replies never pile up
+    // beyond one read's worth of requests.
+    bool want_read = c->out.empty();
+    if (want_read == c->reading)
+        return;
+    c->reading = want_read;
+    (void)loop_.modify(c->fd.get(), want_read ? EPOLLIN : EPOLLOUT, c);
+}
+
+void Server::close_connection(Connection *c) {
+    if (c->closing)
+        return;
+    c->closing = true;
+    loop_.remove(c->fd.get());
+    auto it = connections_per_uid_.find(c->peer.uid);
+    if (it != connections_per_uid_.end() && --it->second == 0)
+        connections_per_uid_.erase(it);
+    c->fd.reset();
+    c->fd_batches.clear();
+    closed_.push_back(c);
+}
+
+void Server::list(Connection *c, const proto::Request &q) {
+    std::vector<proto::BindingInfo> infos;
+    infos.reserve(registry_->stats().bindings);
+    uint64_t now = monotonic_ns();
+    registry_->for_each([&](const Binding &b) {
+        proto::BindingInfo i{};
+        i.parent_pid = static_cast<uint32_t>(b.parent->pidfd.pid());
+        i.child_pid = static_cast<uint32_t>(b.child->pidfd.pid());
+        i.registrant_uid = b.registrant.uid;
+        i.registrant_pid = static_cast<uint32_t>(b.registrant.pid);
+        i.signal = b.policy.signal;
+        i.grace_ms = b.policy.grace_ms;
+        i.age_ms = (now - b.created_ns) / 1000000u;
+        std::memcpy(i.parent_comm, b.parent->comm.data(), sizeof(i.parent_comm));
+        std::memcpy(i.child_comm, b.child->comm.data(), sizeof(i.child_comm));
+        infos.push_back(i);
+    });
+    send_reply(c, q, {0, proto::kOk}, static_cast<uint32_t>(infos.size()));
+    c->out.append(reinterpret_cast<const char *>(infos.data()),
+                  infos.size() * sizeof(proto::BindingInfo));
+    flush(c);
+}
+
+void Server::status(Connection *c, const proto::Request &q) {
+    auto s = registry_->stats();
+    proto::StatusInfo info{};
+    std::snprintf(info.version, sizeof(info.version), "%s", ORPHAND_VERSION);
+    info.uptime_ms = (monotonic_ns() - start_ns_) / 1000000u;
+    info.kills = s.kills;
+    info.parents = s.parents;
+    info.children = s.children;
+    info.bindings = s.bindings;
+    info.connections = static_cast<uint32_t>(connections_.size());
+    info.features = features_mask();
+    info.daemon_pid = static_cast<uint32_t>(::getpid());
+    info.default_signal = static_cast<uint32_t>(options_.policy.signal);
+    info.default_grace_ms = options_.policy.grace_ms;
+    send_reply(c, q, {0, proto::kOk}, 1);
+    reply(c, &info, sizeof(info));
+}
+
+} // namespace orphand

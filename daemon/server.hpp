@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: MIT
+// Server: the listening socket, client connections, and the requests they carry.
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "event_loop.hpp"
+#include "log.hpp"
+#include "options.hpp"
+#include "pidfd.hpp"
+#include "registry.hpp"
+
+namespace orphand {
+
+// Fds received with one read, and the stream offset of that read's first byte: they belong to
+// the first message that starts at or after it.
+struct FdBatch {
+    uint64_t offset = 0;
+    std::array<UniqueFd, proto::kMaxFds> fds;
+    size_t count = 0;
+    bool too_many = false;
+};
+
+struct Connection : Source {
+    Connection() : Source(Kind::Connection) {}
+    UniqueFd fd;
+    struct ucred peer {};
+    PidFd peer_pidfd;       // from SO_PEERPIDFD, or empty
+    bool privileged = false;
+    bool identity_checked = false; // privileged and namespace checks are done lazily, once
+    bool foreign_pidns = false;
+    pid_t peer_inner_pid = 0; // the peer's pid in its own namespace (when foreign)
+    bool v1 = false;
+    bool reading = true;
+    bool closing = false;
+    proto::Framer framer;
+    uint64_t received = 0; // bytes read so far
+    uint64_t consumed = 0; // bytes of complete messages so far
+    std::vector<FdBatch> fd_batches;
+    std::string out; // replies not yet written
+    bool refusal_logged = false;
+    uint32_t bad_records = 0;
+};
+
+class Server {
+public:
+    // Sets up the loop, signal handling and the listening socket (passed by systemd or bound
+    // at options.socket_path). Throws std::runtime_error on start-up failure.
+    explicit Server(const Options &options);
+    ~Server();
+
+    // Runs until SIGTERM or SIGINT. Returns the exit status.
+    int run();
+
+    // For tests: handle one complete message as if read from `c`.
+    Registry &registry() { return *registry_; }
+
+private:
+    void bind_listener();
+    void on_listener();
+    void on_connection(Connection *c, uint32_t events);
+    void read_from(Connection *c);
+    void handle(Connection *c, const unsigned char *msg, size_t size);
+    void handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds);
+    void handle_v1(Connection *c, const proto::Request &q, FdBatch *fds);
+    Verdict do_register(Connection *c, uint32_t parent, uint32_t child, const Policy &policy,
+                        FdBatch *fds);
+    Verdict do_unregister(Connection *c, uint32_t parent, uint32_t child);
+    void check_identity(Connection *c);
+    void reply(Connection *c, const void *data, size_t size);
+    void send_reply(Connection *c, const proto::Request &q, Verdict v, uint32_t count = 0);
+    void flush(Connection *c);
+    void update_interest(Connection *c);
+    void close_connection(Connection *c);
+    void log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child, Verdict v);
+    FdBatch *take_fds(Connection *c, uint64_t msg_start, size_t size);
+    void list(Connection *c, const proto::Request &q);
+    void status(Connection *c, const proto::Request &q);
+    void on_signal();
+    void update_status();
+
+    Options options_;
+    EventLoop loop_;
+    std::unique_ptr<Registry> registry_;
+    Source listener_source_{Source::Kind::Listener};
+    Source signal_source_{Source::Kind::Signal};
+    Source timer_source_{Source::Kind::Timer};
+    Source watchdog_source_{Source::Kind::Watchdog};
+    UniqueFd listener_;
+    UniqueFd signal_fd_;
+    UniqueFd watchdog_fd_;
+    bool listener_paused_ = false;
+    bool socket_activated_ = false;
+    bool stop_ = false;
+    std::unordered_map<Connection *, std::unique_ptr<Connection>> connections_;
+    std::vector<Connection *> closed_;
+    std::unordered_map<uid_t, uint32_t> connections_per_uid_;
+    LogLimiter input_limiter_{20, 5};
+    uint64_t start_ns_ = 0;
+    std::string bound_path_;
+    std::string last_status_;
+};
+
+} // namespace orphand
