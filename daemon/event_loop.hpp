@@ -23,7 +23,7 @@ struct Source {
 };
 
 class EventLoop {
-public:
+  public:
     // Throws std::system_error if epoll cannot be created (start-up only).
     EventLoop();
 
@@ -35,7 +35,7 @@ public:
     // Waits for events; -1 timeout blocks. Returns the count or a negative errno.
     int wait(struct epoll_event *events, int max, int timeout_ms);
 
-private:
+  private:
     UniqueFd epoll_;
 };
 

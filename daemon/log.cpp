@@ -47,15 +47,17 @@ void log_setup(LogTarget target, int max_priority) {
     g_prefix = !::isatty(STDERR_FILENO);
 }
 
-bool log_to_journal() { return g_journal; }
+bool log_to_journal() {
+    return g_journal;
+}
 
 void log_entry(int priority, const char *message_id, std::string_view text,
                std::initializer_list<LogField> fields) {
     if (priority > g_max_priority)
         return;
     if (!g_journal) {
-        std::string line = g_prefix ? fmt::format("<{}>{}\n", priority, text)
-                                    : fmt::format("{}\n", text);
+        std::string line =
+            g_prefix ? fmt::format("<{}>{}\n", priority, text) : fmt::format("{}\n", text);
         // One write per entry, so lines from a crash-looping daemon never interleave.
         (void)!::write(STDERR_FILENO, line.data(), line.size());
         return;

@@ -53,12 +53,12 @@ void log_fmt(int priority, fmt::format_string<Args...> format, Args &&...args) {
 // per second. allow() tells whether to log now; suppressed() counts what was dropped since the
 // last allowed entry (and resets).
 class LogLimiter {
-public:
+  public:
     LogLimiter(unsigned burst, unsigned rate) : burst_(burst), rate_(rate), tokens_(burst) {}
     bool allow();
     uint64_t take_suppressed() { return std::exchange(suppressed_, 0); }
 
-private:
+  private:
     unsigned burst_, rate_;
     double tokens_;
     uint64_t last_ns_ = 0;

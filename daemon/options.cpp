@@ -105,8 +105,8 @@ Options parse_options(int argc, char **argv) {
         switch (c) {
         case kSocket:
             if (arg.empty() || arg[0] != '/')
-                throw UsageError(fmt::format("--socket needs an absolute path, got {}",
-                                             quoted(arg)));
+                throw UsageError(
+                    fmt::format("--socket needs an absolute path, got {}", quoted(arg)));
             o.socket_path = arg;
             break;
         case kSignal:
@@ -116,8 +116,8 @@ Options parse_options(int argc, char **argv) {
             break;
         case kGrace:
             if (!parse_grace(arg, &o.policy.grace_ms))
-                throw UsageError(fmt::format("invalid grace period (seconds or \"never\"): {}",
-                                             quoted(arg)));
+                throw UsageError(
+                    fmt::format("invalid grace period (seconds or \"never\"): {}", quoted(arg)));
             break;
         case kLogTarget:
             if (arg == "auto")
@@ -127,8 +127,8 @@ Options parse_options(int argc, char **argv) {
             else if (arg == "journal")
                 o.log_target = LogTarget::Journal;
             else
-                throw UsageError(fmt::format("invalid log target (auto, stderr, journal): {}",
-                                             quoted(arg)));
+                throw UsageError(
+                    fmt::format("invalid log target (auto, stderr, journal): {}", quoted(arg)));
             break;
         case kLogLevel:
             if (arg == "debug")

@@ -15,7 +15,7 @@ namespace orphand {
 
 // Socket options and flags newer than Debian 12's kernel headers (6.1).
 // FIXME: drop once the headers of the oldest supported distribution have them.
-inline constexpr int kSoPeerPidfd = 77;   // SO_PEERPIDFD, Linux 6.5
+inline constexpr int kSoPeerPidfd = 77;         // SO_PEERPIDFD, Linux 6.5
 inline constexpr long kPidfsMagic = 0x50494446; // PID_FS_MAGIC, Linux 6.9
 
 // What PIDFD_GET_INFO (Linux 6.13; exit status 6.15) reports. Fields are valid as `mask` says.
@@ -35,7 +35,7 @@ struct Creds {
 
 // A process: its pid in our namespace and a pidfd that pins its identity.
 class PidFd {
-public:
+  public:
     PidFd() = default;
     PidFd(pid_t pid, UniqueFd fd) : pid_(pid), fd_(std::move(fd)) {}
 
@@ -64,7 +64,7 @@ public:
     // from /proc/PID/stat while the process is a zombie.
     bool exit_status(int *status) const;
 
-private:
+  private:
     pid_t pid_ = 0;
     UniqueFd fd_;
 };

@@ -260,8 +260,8 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
             log_entry(LOG_WARNING, msgid::kKillRefused,
                       fmt::format("not killing {}[{}]: its uid ({}) is no longer the registrant's "
                                   "({}); parent {}[{}] died",
-                                  child_comm, child->pidfd.pid(), creds->ruid, who.uid,
-                                  parent_comm, parent_pid),
+                                  child_comm, child->pidfd.pid(), creds->ruid, who.uid, parent_comm,
+                                  parent_pid),
                       {{"ORPHAND_CHILD_PID", std::to_string(child->pidfd.pid())},
                        {"ORPHAND_CHILD_COMM", child_comm},
                        {"ORPHAND_PARENT_PID", std::to_string(parent_pid)},
@@ -369,7 +369,9 @@ void Registry::for_each(const std::function<void(const Binding &)> &fn) const {
             fn(*b);
 }
 
-RegistryStats Registry::stats() const { return {parents_, children_, bindings_, kills_}; }
+RegistryStats Registry::stats() const {
+    return {parents_, children_, bindings_, kills_};
+}
 
 uint32_t Registry::bindings_of(uid_t uid) const {
     auto it = per_uid_.find(uid);

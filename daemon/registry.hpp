@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "event_loop.hpp"
-#include "pidfd.hpp"
 #include "orphand/protocol.hpp"
+#include "pidfd.hpp"
 
 namespace orphand {
 
@@ -39,8 +39,8 @@ struct Process : Source {
     Process(PidFd p) : Source(Kind::Process), pidfd(std::move(p)) {}
     PidFd pidfd;
     std::array<char, proto::kCommLen> comm{}; // read when first watched
-    Binding *children = nullptr; // bindings in which this process is the parent
-    Binding *parents = nullptr;  // bindings in which this process is the child
+    Binding *children = nullptr;              // bindings in which this process is the parent
+    Binding *parents = nullptr;               // bindings in which this process is the child
     uint32_t n_children = 0;
     uint64_t kill_deadline_ns = 0; // SIGKILL escalation pending when non-zero
     bool signalled = false;        // a kill has been sent; further parents' deaths add nothing
@@ -74,7 +74,7 @@ struct Verdict {
 
 // Hooks for persisting bindings across restarts (systemd's fd store).
 class BindingStore {
-public:
+  public:
     virtual ~BindingStore() = default;
     virtual void binding_added(const Binding &b) = 0;
     virtual void binding_removed(const Binding &b) = 0;
@@ -88,7 +88,7 @@ struct RegistryStats {
 };
 
 class Registry {
-public:
+  public:
     Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Limits limits);
     ~Registry();
     Registry(const Registry &) = delete;
@@ -121,7 +121,7 @@ public:
 
     void set_store(BindingStore *store) { store_ = store; }
 
-private:
+  private:
     Process *intern(PidFd pidfd, Verdict *error);
     void link(Binding *b);
     void unlink(Binding *b);

@@ -10,13 +10,13 @@ namespace orphand {
 
 // An error: a negative errno and a static string saying what failed.
 struct Error {
-    int code = 0;             // negative errno
-    const char *what = "";    // static text, e.g. "pidfd_open"
+    int code = 0;          // negative errno
+    const char *what = ""; // static text, e.g. "pidfd_open"
 };
 
 // Either a T or an Error. g++ 12 has no std::expected in C++20.
 template <typename T> class [[nodiscard]] Result {
-public:
+  public:
     Result(T value) : value_(std::move(value)) {}
     Result(Error error) : error_(error) { assert(error.code < 0); }
 
@@ -29,13 +29,13 @@ public:
     const Error &error() const { return error_; }
     int code() const { return error_.code; }
 
-private:
+  private:
     std::optional<T> value_;
     Error error_{};
 };
 
 template <> class [[nodiscard]] Result<void> {
-public:
+  public:
     Result() = default;
     Result(Error error) : error_(error) { assert(error.code < 0); }
 
@@ -44,7 +44,7 @@ public:
     const Error &error() const { return error_; }
     int code() const { return error_.code; }
 
-private:
+  private:
     Error error_{};
 };
 

@@ -33,7 +33,9 @@ constexpr int kAcceptsPerEvent = 64;
     throw std::system_error(err, std::generic_category(), what);
 }
 
-bool valid_pid(uint32_t pid) { return pid != 0 && pid <= static_cast<uint32_t>(INT_MAX); }
+bool valid_pid(uint32_t pid) {
+    return pid != 0 && pid <= static_cast<uint32_t>(INT_MAX);
+}
 
 // Creates `dir` and its missing parents with mode 0755, refusing symlinks on the way.
 void make_dirs(const std::string &dir) {
@@ -121,8 +123,8 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
         fail(errno, "timerfd_create");
     if (auto r = loop_.add(timer.get(), EPOLLIN, &timer_source_); !r)
         fail(-r.code(), r.error().what);
-    registry_ = std::make_unique<Registry>(loop_, std::move(timer), &timer_source_,
-                                           options_.limits);
+    registry_ =
+        std::make_unique<Registry>(loop_, std::move(timer), &timer_source_, options_.limits);
 
     uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
@@ -195,8 +197,8 @@ void Server::bind_listener() {
                     fmt::format("{} exists and is not a socket; not removing it", quoted(path)));
             // A socket someone still listens on belongs to a running daemon.
             UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-            if (probe && ::connect(probe.get(), reinterpret_cast<sockaddr *>(&addr),
-                                   sizeof(addr)) == 0)
+            if (probe &&
+                ::connect(probe.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0)
                 throw std::runtime_error(
                     fmt::format("another daemon is listening on {}", quoted(path)));
             ::unlink(path.c_str());
@@ -699,17 +701,17 @@ void Server::log_refusal(Connection *c, const char *what, uint32_t parent, uint3
     if (++c->bad_records > 3 || !input_limiter_.allow())
         return;
     uint64_t suppressed = input_limiter_.take_suppressed();
-    log_entry(LOG_WARNING, msgid::kRefused,
-              fmt::format("refused {} (parent {}, child {}) from pid {} uid {}: {}{}", what,
-                          parent, child, c->peer.pid, c->peer.uid, proto::reason_text(v.reason),
-                          suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed)
-                                     : ""),
-              {{"ORPHAND_PARENT_PID", std::to_string(parent)},
-               {"ORPHAND_CHILD_PID", std::to_string(child)},
-               {"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
-               {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)},
-               {"ORPHAND_REASON", proto::reason_text(v.reason)},
-               {"ERRNO", std::to_string(-v.error)}});
+    log_entry(
+        LOG_WARNING, msgid::kRefused,
+        fmt::format("refused {} (parent {}, child {}) from pid {} uid {}: {}{}", what, parent,
+                    child, c->peer.pid, c->peer.uid, proto::reason_text(v.reason),
+                    suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed) : ""),
+        {{"ORPHAND_PARENT_PID", std::to_string(parent)},
+         {"ORPHAND_CHILD_PID", std::to_string(child)},
+         {"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
+         {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)},
+         {"ORPHAND_REASON", proto::reason_text(v.reason)},
+         {"ERRNO", std::to_string(-v.error)}});
 }
 
 void Server::send_reply(Connection *c, const proto::Request &q, Verdict v, uint32_t count) {

@@ -33,7 +33,7 @@ struct Connection : Source {
     Connection() : Source(Kind::Connection) {}
     UniqueFd fd;
     struct ucred peer {};
-    PidFd peer_pidfd;       // from SO_PEERPIDFD, or empty
+    PidFd peer_pidfd; // from SO_PEERPIDFD, or empty
     bool privileged = false;
     bool identity_checked = false; // privileged and namespace checks are done lazily, once
     bool foreign_pidns = false;
@@ -51,7 +51,7 @@ struct Connection : Source {
 };
 
 class Server {
-public:
+  public:
     // Sets up the loop, signal handling and the listening socket (passed by systemd or bound
     // at options.socket_path). Throws std::runtime_error on start-up failure.
     explicit Server(const Options &options);
@@ -63,7 +63,7 @@ public:
     // For tests: handle one complete message as if read from `c`.
     Registry &registry() { return *registry_; }
 
-private:
+  private:
     void bind_listener();
     void on_listener();
     void on_connection(Connection *c, uint32_t events);

@@ -10,7 +10,7 @@ namespace orphand {
 
 // Move-only owner of an fd; closes it on destruction. -1 means empty.
 class UniqueFd {
-public:
+  public:
     UniqueFd() = default;
     // Takes ownership of `fd` (which may be -1).
     explicit UniqueFd(int fd) : fd_(fd) {}
@@ -37,7 +37,7 @@ public:
             ::close(old);
     }
 
-private:
+  private:
     int fd_ = -1;
 };
 

@@ -66,25 +66,25 @@ static_assert(offsetof(Request, parent) == 0 && offsetof(Request, child) == 4 &&
 // Why a request was refused (or, with error 0, a note on how it was accepted).
 enum Reason : uint32_t {
     kOk = 0,
-    kParentAlreadyDead = 1,  // accepted; the child was killed at once
-    kAlreadyBound = 2,       // accepted; the binding existed already
-    kUnknownAction = 3,      // EINVAL
-    kBadPid = 4,             // EINVAL: pid 0, negative or out of range
-    kSameProcess = 5,        // EINVAL: parent and child are one process
-    kProtectedTarget = 6,    // EPERM: pid 1, orphand itself or a kernel thread
-    kNoSuchProcess = 7,      // ESRCH: the child does not exist (or is already gone)
-    kNotPermitted = 8,       // EPERM: the client may not signal that child
-    kNotPidfd = 9,           // EBADF: an fd passed with the request is not a pidfd
-    kPidfdMismatch = 10,     // EINVAL: a passed pidfd is not the pid named in the request
-    kTooManyFds = 11,        // E2BIG: more than two fds passed
+    kParentAlreadyDead = 1,    // accepted; the child was killed at once
+    kAlreadyBound = 2,         // accepted; the binding existed already
+    kUnknownAction = 3,        // EINVAL
+    kBadPid = 4,               // EINVAL: pid 0, negative or out of range
+    kSameProcess = 5,          // EINVAL: parent and child are one process
+    kProtectedTarget = 6,      // EPERM: pid 1, orphand itself or a kernel thread
+    kNoSuchProcess = 7,        // ESRCH: the child does not exist (or is already gone)
+    kNotPermitted = 8,         // EPERM: the client may not signal that child
+    kNotPidfd = 9,             // EBADF: an fd passed with the request is not a pidfd
+    kPidfdMismatch = 10,       // EINVAL: a passed pidfd is not the pid named in the request
+    kTooManyFds = 11,          // E2BIG: more than two fds passed
     kForeignPidNamespace = 12, // EXDEV: raw pids from a client in another pid namespace
-    kLimitUser = 13,         // EDQUOT: bindings per uid exhausted
-    kLimitParent = 14,       // EDQUOT: bindings per parent exhausted
-    kLimitConnections = 15,  // EUSERS: too many connections
-    kOutOfFds = 16,          // EMFILE/ENFILE: the daemon has no fd left for the pidfd
-    kBadPolicy = 17,         // EINVAL: invalid signal or grace period, or reserved bits set
-    kNotBound = 18,          // accepted (UNREGISTER): there was no such binding
-    kInternal = 19,          // any other errno
+    kLimitUser = 13,           // EDQUOT: bindings per uid exhausted
+    kLimitParent = 14,         // EDQUOT: bindings per parent exhausted
+    kLimitConnections = 15,    // EUSERS: too many connections
+    kOutOfFds = 16,            // EMFILE/ENFILE: the daemon has no fd left for the pidfd
+    kBadPolicy = 17,           // EINVAL: invalid signal or grace period, or reserved bits set
+    kNotBound = 18,            // accepted (UNREGISTER): there was no such binding
+    kInternal = 19,            // any other errno
     kReasonCount
 };
 
@@ -148,27 +148,48 @@ inline constexpr size_t kMaxFds = 2;
 // Human-readable text for a Reason; never null.
 constexpr const char *reason_text(uint32_t reason) {
     switch (reason) {
-    case kOk: return "ok";
-    case kParentAlreadyDead: return "parent already dead, child killed at once";
-    case kAlreadyBound: return "already bound";
-    case kUnknownAction: return "unknown action";
-    case kBadPid: return "invalid pid";
-    case kSameProcess: return "parent and child are the same process";
-    case kProtectedTarget: return "protected target (pid 1, orphand or a kernel thread)";
-    case kNoSuchProcess: return "no such process";
-    case kNotPermitted: return "not permitted to signal that child";
-    case kNotPidfd: return "passed fd is not a pidfd";
-    case kPidfdMismatch: return "passed pidfd does not match the pid in the request";
-    case kTooManyFds: return "too many fds passed";
-    case kForeignPidNamespace: return "client in another pid namespace must pass pidfds";
-    case kLimitUser: return "too many bindings for this user";
-    case kLimitParent: return "too many bindings for this parent";
-    case kLimitConnections: return "too many connections";
-    case kOutOfFds: return "daemon out of file descriptors";
-    case kBadPolicy: return "invalid signal, grace period or flags";
-    case kNotBound: return "no such binding";
-    case kInternal: return "internal error";
-    default: return "unknown reason";
+    case kOk:
+        return "ok";
+    case kParentAlreadyDead:
+        return "parent already dead, child killed at once";
+    case kAlreadyBound:
+        return "already bound";
+    case kUnknownAction:
+        return "unknown action";
+    case kBadPid:
+        return "invalid pid";
+    case kSameProcess:
+        return "parent and child are the same process";
+    case kProtectedTarget:
+        return "protected target (pid 1, orphand or a kernel thread)";
+    case kNoSuchProcess:
+        return "no such process";
+    case kNotPermitted:
+        return "not permitted to signal that child";
+    case kNotPidfd:
+        return "passed fd is not a pidfd";
+    case kPidfdMismatch:
+        return "passed pidfd does not match the pid in the request";
+    case kTooManyFds:
+        return "too many fds passed";
+    case kForeignPidNamespace:
+        return "client in another pid namespace must pass pidfds";
+    case kLimitUser:
+        return "too many bindings for this user";
+    case kLimitParent:
+        return "too many bindings for this parent";
+    case kLimitConnections:
+        return "too many connections";
+    case kOutOfFds:
+        return "daemon out of file descriptors";
+    case kBadPolicy:
+        return "invalid signal, grace period or flags";
+    case kNotBound:
+        return "no such binding";
+    case kInternal:
+        return "internal error";
+    default:
+        return "unknown reason";
     }
 }
 
@@ -179,7 +200,7 @@ inline constexpr size_t kMaxMessage = sizeof(Request);
 // between messages (HELLO switches a connection from Record to Request): call set_size() from
 // the callback, which runs only when no partial message is held.
 class Framer {
-public:
+  public:
     explicit constexpr Framer(size_t size = sizeof(Record)) : size_(size) {}
 
     // Calls `on_message(const unsigned char *msg, size_t size)` for every complete message in
@@ -216,7 +237,7 @@ public:
     // Only valid while no partial message is held (that is, from the feed() callback).
     void set_size(size_t size) { size_ = size <= kMaxMessage ? size : kMaxMessage; }
 
-private:
+  private:
     size_t size_;
     size_t have_ = 0;
     unsigned char partial_[kMaxMessage]{};

@@ -1,0 +1,398 @@
+// SPDX-License-Identifier: MIT
+// orphanctl: talk to orphand in acknowledged mode (ping, register, unregister, list, status, run).
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "options.hpp"
+#include "orphand/protocol.hpp"
+#include "orphand_config.h"
+#include "pidfd.hpp"
+#include "unique_fd.hpp"
+
+namespace {
+
+using namespace orphand;
+
+constexpr int kTimeoutMs = 10000;
+
+const char *kUsage =
+    "Usage: orphanctl [--socket PATH] COMMAND\n"
+    "\n"
+    "Commands:\n"
+    "  ping                          check that orphand answers\n"
+    "  register PARENT CHILD [--signal SIG] [--grace SECONDS|never]\n"
+    "                                kill CHILD when PARENT dies\n"
+    "  unregister PARENT CHILD       forget that binding\n"
+    "  list                          show the live bindings\n"
+    "  status                        show the daemon's state and kernel features\n"
+    "  run [--] CMD [ARGS...]        run CMD with orphand-forkwait.so preloaded\n"
+    "\n"
+    "The socket is --socket, else $ORPHAND_SOCKET, else $XDG_RUNTIME_DIR/orphand.sock for a\n"
+    "user whose daemon runs there, else /run/orphand/orphand.sock.\n";
+
+[[noreturn]] void usage_error(const std::string &message) {
+    std::fprintf(stderr, "orphanctl: %s\nTry 'orphanctl --help'.\n", message.c_str());
+    std::exit(2);
+}
+
+[[noreturn]] void die(const std::string &message) {
+    std::fprintf(stderr, "orphanctl: %s\n", message.c_str());
+    std::exit(1);
+}
+
+std::string socket_path(const std::string &option) {
+    if (!option.empty())
+        return option;
+    if (const char *env = std::getenv("ORPHAND_SOCKET"); env && *env)
+        return env;
+    if (::geteuid() != 0) {
+        if (const char *rt = std::getenv("XDG_RUNTIME_DIR"); rt && *rt == '/') {
+            std::string user = std::string(rt) + "/orphand.sock";
+            if (::access(user.c_str(), F_OK) == 0)
+                return user;
+        }
+    }
+    return "/run/orphand/orphand.sock";
+}
+
+class Client {
+  public:
+    explicit Client(const std::string &path) : path_(path) {
+        struct sockaddr_un addr {};
+        addr.sun_family = AF_UNIX;
+        if (path.size() >= sizeof(addr.sun_path))
+            die(fmt::format("socket path \"{}\" is too long", path));
+        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+        fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        if (!fd_)
+            die(fmt::format("socket: {}", std::strerror(errno)));
+        if (::connect(fd_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0)
+            die(fmt::format("cannot connect to {}: {} (is orphand running?)", path,
+                            std::strerror(errno)));
+        proto::Record hello{proto::kHelloMagic, proto::kVersion, proto::kHello};
+        send_all(&hello, sizeof(hello), nullptr, 0);
+        proto::Reply r{};
+        recv_all(&r, sizeof(r));
+        if (r.action != proto::kHello || r.error != 0)
+            die("the daemon refused acknowledged mode");
+    }
+
+    proto::Reply call(proto::Request q, const int *fds = nullptr, size_t nfds = 0) {
+        q.seq = ++seq_;
+        send_all(&q, sizeof(q), fds, nfds);
+        proto::Reply r{};
+        recv_all(&r, sizeof(r));
+        if (r.seq != q.seq)
+            die("reply out of sequence");
+        return r;
+    }
+
+    void recv_all(void *data, size_t size) {
+        auto *p = static_cast<unsigned char *>(data);
+        while (size > 0) {
+            struct pollfd pfd = {fd_.get(), POLLIN, 0};
+            int r = ::poll(&pfd, 1, kTimeoutMs);
+            if (r == 0)
+                die(fmt::format("no reply from {} within {} s", path_, kTimeoutMs / 1000));
+            if (r < 0 && errno != EINTR)
+                die(fmt::format("poll: {}", std::strerror(errno)));
+            ssize_t n = ::recv(fd_.get(), p, size, 0);
+            if (n == 0)
+                die("the daemon closed the connection");
+            if (n < 0) {
+                if (errno == EINTR || errno == EAGAIN)
+                    continue;
+                die(fmt::format("recv: {}", std::strerror(errno)));
+            }
+            p += n;
+            size -= static_cast<size_t>(n);
+        }
+    }
+
+  private:
+    void send_all(const void *data, size_t size, const int *fds, size_t nfds) {
+        union {
+            struct cmsghdr align;
+            char buf[CMSG_SPACE(sizeof(int) * proto::kMaxFds)];
+        } control{};
+        struct iovec iov = {const_cast<void *>(data), size};
+        struct msghdr msg {};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (nfds > 0) {
+            msg.msg_control = control.buf;
+            msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+            std::memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+        }
+        // Records are small: one sendmsg carries all of one, with its fds on its first byte.
+        ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+        if (n != static_cast<ssize_t>(size))
+            die(fmt::format("send: {}", n < 0 ? std::strerror(errno) : "short write"));
+    }
+
+    std::string path_;
+    UniqueFd fd_;
+    uint32_t seq_ = 0;
+};
+
+uint32_t parse_pid(const char *what, const char *text) {
+    char *end;
+    errno = 0;
+    long v = std::strtol(text, &end, 10);
+    if (errno || *end || end == text || v <= 0 || v > INT32_MAX)
+        usage_error(fmt::format("invalid {} pid: \"{}\"", what, text));
+    return static_cast<uint32_t>(v);
+}
+
+int report(const proto::Reply &r, const std::string &what) {
+    if (r.error < 0) {
+        std::fprintf(stderr, "orphanctl: %s refused: %s (%s)\n", what.c_str(),
+                     proto::reason_text(r.reason), std::strerror(-r.error));
+        return 1;
+    }
+    if (r.reason != proto::kOk)
+        std::printf("%s: %s\n", what.c_str(), proto::reason_text(r.reason));
+    return 0;
+}
+
+std::string format_duration(uint64_t ms) {
+    uint64_t s = ms / 1000;
+    if (s < 60)
+        return fmt::format("{}.{}s", s, ms % 1000 / 100);
+    if (s < 3600)
+        return fmt::format("{}m{:02}s", s / 60, s % 60);
+    if (s < 86400)
+        return fmt::format("{}h{:02}m", s / 3600, s / 60 % 60);
+    return fmt::format("{}d{:02}h", s / 86400, s / 3600 % 24);
+}
+
+std::string format_grace(uint32_t ms) {
+    if (ms == proto::kGraceNever)
+        return "never";
+    return ms % 1000 == 0 ? fmt::format("{}s", ms / 1000) : fmt::format("{}ms", ms);
+}
+
+int cmd_register(Client &c, std::vector<std::string> args) {
+    proto::Request q{};
+    q.action = proto::kRegister;
+    std::vector<std::string> pos;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string &a = args[i];
+        auto value = [&](const char *name) -> std::string {
+            auto eq = a.find('=');
+            if (eq != std::string::npos)
+                return a.substr(eq + 1);
+            if (i + 1 >= args.size())
+                usage_error(fmt::format("{} needs a value", name));
+            return args[++i];
+        };
+        if (a == "--signal" || a.rfind("--signal=", 0) == 0) {
+            std::string v = value("--signal");
+            q.signal = parse_signal(v);
+            if (q.signal < 0)
+                usage_error(fmt::format("invalid signal: \"{}\"", v));
+            q.flags |= proto::kFlagSignal;
+        } else if (a == "--grace" || a.rfind("--grace=", 0) == 0) {
+            std::string v = value("--grace");
+            if (!parse_grace(v, &q.grace_ms))
+                usage_error(fmt::format("invalid grace period: \"{}\"", v));
+            q.flags |= proto::kFlagGrace;
+        } else {
+            pos.push_back(a);
+        }
+    }
+    if (pos.size() != 2)
+        usage_error("register needs PARENT and CHILD");
+    q.parent = parse_pid("parent", pos[0].c_str());
+    q.child = parse_pid("child", pos[1].c_str());
+    // Pass pidfds so that the daemon holds exactly the processes named here, even if one of
+    // them exits (and its pid is reused) before the request is read.
+    UniqueFd child(sys_pidfd_open(static_cast<pid_t>(q.child), 0));
+    if (!child)
+        die(fmt::format("child {}: {}", q.child, std::strerror(errno)));
+    UniqueFd parent(sys_pidfd_open(static_cast<pid_t>(q.parent), 0));
+    int fds[2] = {child.get(), parent.get()};
+    // A parent that no longer exists is sent as a bare pid: the daemon kills the child at once.
+    return report(c.call(q, fds, parent ? 2 : 1), fmt::format("register {} {}", q.parent, q.child));
+}
+
+int cmd_unregister(Client &c, const std::vector<std::string> &args) {
+    if (args.size() != 2)
+        usage_error("unregister needs PARENT and CHILD");
+    proto::Request q{};
+    q.action = proto::kUnregister;
+    q.parent = parse_pid("parent", args[0].c_str());
+    q.child = parse_pid("child", args[1].c_str());
+    return report(c.call(q), fmt::format("unregister {} {}", q.parent, q.child));
+}
+
+int cmd_list(Client &c) {
+    proto::Request q{};
+    q.action = proto::kList;
+    proto::Reply r = c.call(q);
+    if (report(r, "list") != 0)
+        return 1;
+    std::vector<proto::BindingInfo> infos(r.count);
+    if (r.count)
+        c.recv_all(infos.data(), infos.size() * sizeof(proto::BindingInfo));
+    if (infos.empty()) {
+        std::printf("no bindings\n");
+        return 0;
+    }
+    std::printf("%-24s %-24s %-12s %-9s %-6s %s\n", "PARENT", "CHILD", "REGISTRANT", "SIGNAL",
+                "GRACE", "AGE");
+    for (const auto &i : infos) {
+        auto comm = [](const char *s) { return std::string(s, strnlen(s, proto::kCommLen)); };
+        std::string parent = fmt::format("{}[{}]", comm(i.parent_comm), i.parent_pid);
+        std::string child = fmt::format("{}[{}]", comm(i.child_comm), i.child_pid);
+        std::string who = fmt::format("{}/{}", i.registrant_uid, i.registrant_pid);
+        std::printf("%-24s %-24s %-12s %-9s %-6s %s\n", parent.c_str(), child.c_str(), who.c_str(),
+                    signal_name(i.signal).c_str(), format_grace(i.grace_ms).c_str(),
+                    format_duration(i.age_ms).c_str());
+    }
+    std::printf("%zu binding%s\n", infos.size(), infos.size() == 1 ? "" : "s");
+    return 0;
+}
+
+int cmd_status(Client &c, const std::string &path) {
+    proto::Request q{};
+    q.action = proto::kStatus;
+    proto::Reply r = c.call(q);
+    if (report(r, "status") != 0)
+        return 1;
+    proto::StatusInfo s{};
+    c.recv_all(&s, sizeof(s));
+    auto yes = [&](uint32_t bit) { return (s.features & bit) != 0; };
+    std::printf("orphand %s (pid %u) on %s, up %s\n",
+                std::string(s.version, strnlen(s.version, 16)).c_str(), s.daemon_pid, path.c_str(),
+                format_duration(s.uptime_ms).c_str());
+    std::printf("watching %u parents, %u children; %u bindings; %llu killed since start; "
+                "%u connections\n",
+                s.parents, s.children, s.bindings, static_cast<unsigned long long>(s.kills),
+                s.connections);
+    std::printf("default policy: %s, then SIGKILL after %s\n",
+                signal_name(static_cast<int>(s.default_signal)).c_str(),
+                format_grace(s.default_grace_ms).c_str());
+    std::printf("kernel features:\n");
+    std::printf("  SO_PEERPIDFD     %s\n",
+                yes(proto::kFeaturePeerPidfd)
+                    ? "yes: a client's own children are bound to it without a pid race"
+                    : "no (Linux < 6.5): the client is identified by pid; racy if it exits "
+                      "before orphand reads its request");
+    std::printf("  PIDFD_GET_INFO   %s\n",
+                yes(proto::kFeaturePidfdInfo)
+                    ? "yes: credentials and pids read through the pidfd"
+                    : "no (Linux < 6.13): read from /proc, checked against the pidfd");
+    std::printf("  exit status      %s\n",
+                yes(proto::kFeatureExitInfo)
+                    ? "yes: a parent's exit status is logged even once it is reaped"
+                    : "zombies only (Linux < 6.15): logged only while the parent is unreaped");
+    std::printf("  pidfs            %s\n", yes(proto::kFeaturePidfsInode) ? "yes" : "no");
+    std::printf("  restart safety   %s\n",
+                yes(proto::kFeatureFdStore)
+                    ? "yes: bindings kept in systemd's fd store across restarts"
+                    : "no: bindings are lost if orphand restarts (not under systemd)");
+    std::printf("  journal          %s\n", yes(proto::kFeatureJournal) ? "yes" : "no (stderr)");
+    return 0;
+}
+
+int cmd_run(std::vector<std::string> args) {
+    if (!args.empty() && args[0] == "--")
+        args.erase(args.begin());
+    if (args.empty())
+        usage_error("run needs a command");
+    std::string shim = ORPHAND_SHIM_PATH;
+    if (const char *env = std::getenv("ORPHAND_SHIM"); env && *env)
+        shim = env;
+    if (::access(shim.c_str(), R_OK) != 0)
+        die(fmt::format("cannot read the shim {}: {}", shim, std::strerror(errno)));
+    std::string preload = shim;
+    if (const char *old = std::getenv("LD_PRELOAD"); old && *old)
+        preload += std::string(":") + old;
+    ::setenv("LD_PRELOAD", preload.c_str(), 1);
+    std::vector<char *> argv;
+    for (auto &a : args)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    std::fprintf(stderr, "orphanctl: cannot run %s: %s\n", argv[0], std::strerror(errno));
+    return errno == ENOENT ? 127 : 126;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    std::string socket_option;
+    int i = 1;
+    for (; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "-h" || a == "--help") {
+            std::fputs(kUsage, stdout);
+            return 0;
+        }
+        if (a == "--version") {
+            std::printf("orphanctl %s\n", ORPHAND_VERSION);
+            return 0;
+        }
+        if (a == "--socket") {
+            if (i + 1 >= argc)
+                usage_error("--socket needs a path");
+            socket_option = argv[++i];
+        } else if (a.rfind("--socket=", 0) == 0) {
+            socket_option = a.substr(9);
+        } else if (!a.empty() && a[0] == '-') {
+            usage_error(fmt::format("unknown option \"{}\"", a));
+        } else {
+            break;
+        }
+    }
+    if (i >= argc)
+        usage_error("no command given");
+    std::string command = argv[i];
+    std::vector<std::string> args(argv + i + 1, argv + argc);
+    if (command == "run")
+        return cmd_run(args);
+    std::string path = socket_path(socket_option);
+    if (command == "ping") {
+        if (!args.empty())
+            usage_error("ping takes no arguments");
+        Client c(path);
+        proto::Request q{};
+        q.action = proto::kPing;
+        if (report(c.call(q), "ping") != 0)
+            return 1;
+        std::printf("orphand is alive on %s\n", path.c_str());
+        return 0;
+    }
+    if (command == "register") {
+        Client c(path);
+        return cmd_register(c, args);
+    }
+    if (command == "unregister") {
+        Client c(path);
+        return cmd_unregister(c, args);
+    }
+    if (command == "list" || command == "status") {
+        if (!args.empty())
+            usage_error(fmt::format("{} takes no arguments", command));
+        Client c(path);
+        return command == "list" ? cmd_list(c) : cmd_status(c, path);
+    }
+    usage_error(fmt::format("unknown command \"{}\"", command));
+}

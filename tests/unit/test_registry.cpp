@@ -1,0 +1,230 @@
+// SPDX-License-Identifier: MIT
+// Unit tests of the registry on real processes: add, retire, cascade, duplicates, policy.
+#include <doctest/doctest.h>
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <vector>
+
+#include "event_loop.hpp"
+#include "log.hpp"
+#include "registry.hpp"
+
+using namespace orphand;
+
+namespace {
+
+// A forked child that sleeps until killed; optionally ignores SIGTERM. Killed and reaped by
+// the destructor, through its pidfd.
+struct Child {
+    explicit Child(bool ignore_term = false) {
+        pid = ::fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+            if (ignore_term)
+                ::signal(SIGTERM, SIG_IGN);
+            for (;;)
+                ::pause();
+        }
+        fd = UniqueFd(sys_pidfd_open(pid, 0));
+        REQUIRE(fd);
+    }
+    ~Child() {
+        sys_pidfd_send_signal(fd.get(), SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+    }
+    PidFd handle() const { return PidFd(pid, UniqueFd(::dup(fd.get()))); }
+    // Exited (a zombie counts: we are its parent and have not reaped it).
+    bool dead(int timeout_ms = 0) const {
+        struct pollfd p = {fd.get(), POLLIN, 0};
+        return ::poll(&p, 1, timeout_ms) > 0;
+    }
+    void kill(int sig = SIGKILL) const { sys_pidfd_send_signal(fd.get(), sig); }
+    pid_t pid;
+    UniqueFd fd;
+};
+
+struct Fixture {
+    Fixture(Limits limits = {}) {
+        log_setup(LogTarget::Stderr, LOG_WARNING);
+        UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+        REQUIRE(loop.add(timer.get(), EPOLLIN, &timer_source).ok());
+        registry = std::make_unique<Registry>(loop, std::move(timer), &timer_source, limits);
+    }
+    // Dispatches events until `done` or the timeout.
+    template <typename F> bool pump_until(F done, int timeout_ms = 5000) {
+        uint64_t deadline = monotonic_ns() + uint64_t(timeout_ms) * 1000000;
+        while (!done()) {
+            if (monotonic_ns() > deadline)
+                return false;
+            std::array<struct epoll_event, 16> ev;
+            int n = loop.wait(ev.data(), 16, 50);
+            for (int i = 0; i < n; ++i) {
+                auto *s = static_cast<Source *>(ev[i].data.ptr);
+                if (s->kind == Source::Kind::Process)
+                    registry->process_exited(static_cast<Process *>(s));
+                else if (s->kind == Source::Kind::Timer)
+                    registry->timer_fired();
+            }
+            registry->collect();
+        }
+        return true;
+    }
+    void pump(int ms) {
+        pump_until([] { return false; }, ms);
+    }
+    EventLoop loop;
+    Source timer_source{Source::Kind::Timer};
+    std::unique_ptr<Registry> registry;
+    Registrant root{0, ::getpid(), true};
+    Policy policy{SIGTERM, 5000};
+};
+
+} // namespace
+
+TEST_CASE("parent death kills the child and retires the binding") {
+    Fixture f;
+    Child parent, child;
+    Verdict v = f.registry->add(parent.handle(), child.handle(), f.policy, f.root);
+    CHECK(v.error == 0);
+    CHECK(v.reason == proto::kOk);
+    CHECK(f.registry->stats().bindings == 1);
+    parent.kill();
+    CHECK(f.pump_until([&] { return child.dead(); }));
+    f.pump_until(
+        [&] { return f.registry->stats().bindings == 0 && f.registry->stats().children == 0; });
+    CHECK(f.registry->stats().bindings == 0);
+    CHECK(f.registry->stats().kills == 1);
+}
+
+TEST_CASE("a child that exits on its own retires its binding; the parent's death kills nothing") {
+    Fixture f;
+    Child parent, child, bystander;
+    CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).error == 0);
+    child.kill();
+    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 0; }));
+    parent.kill();
+    f.pump(100);
+    CHECK(f.registry->stats().kills == 0);
+    CHECK_FALSE(bystander.dead());
+}
+
+TEST_CASE("registering the same pair twice is one binding") {
+    Fixture f;
+    Child parent, child;
+    CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).reason == proto::kOk);
+    CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).reason ==
+          proto::kAlreadyBound);
+    CHECK(f.registry->stats().bindings == 1);
+    CHECK(f.registry->stats().parents == 1);
+    CHECK(f.registry->stats().children == 1);
+}
+
+TEST_CASE("remove forgets the binding and the child survives") {
+    Fixture f;
+    Child parent, child;
+    CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).error == 0);
+    CHECK(f.registry->remove(parent.pid, child.pid, f.root).reason == proto::kOk);
+    CHECK(f.registry->remove(parent.pid, child.pid, f.root).reason == proto::kNotBound);
+    parent.kill();
+    f.pump(100);
+    CHECK_FALSE(child.dead());
+}
+
+TEST_CASE("cascade: a killed child that is a parent takes its own children down") {
+    Fixture f;
+    Child a, b, c;
+    CHECK(f.registry->add(a.handle(), b.handle(), f.policy, f.root).error == 0);
+    CHECK(f.registry->add(b.handle(), c.handle(), f.policy, f.root).error == 0);
+    CHECK(f.registry->stats().parents == 2);
+    a.kill();
+    CHECK(f.pump_until([&] { return c.dead(); }));
+    CHECK(b.dead());
+    CHECK(f.registry->stats().kills == 2);
+}
+
+TEST_CASE("a child bound to two parents dies with the first of them") {
+    Fixture f;
+    Child p1, p2, child;
+    CHECK(f.registry->add(p1.handle(), child.handle(), f.policy, f.root).error == 0);
+    CHECK(f.registry->add(p2.handle(), child.handle(), f.policy, f.root).error == 0);
+    CHECK(f.registry->stats().bindings == 2);
+    p2.kill();
+    CHECK(f.pump_until([&] { return child.dead(); }));
+    CHECK_FALSE(p1.dead());
+    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 0; }));
+}
+
+TEST_CASE("policy: SIGTERM is escalated to SIGKILL after the grace period") {
+    Fixture f;
+    Child parent, stubborn(true);
+    ::usleep(20000); // let the child install SIG_IGN
+    CHECK(f.registry->add(parent.handle(), stubborn.handle(), {SIGTERM, 200}, f.root).error == 0);
+    parent.kill();
+    f.pump(100);
+    CHECK_FALSE(stubborn.dead());
+    CHECK(f.pump_until([&] { return stubborn.dead(); }, 5000));
+    CHECK(f.registry->stats().kills == 2);
+}
+
+TEST_CASE("policy: grace 'never' leaves a child that ignores the first signal alone") {
+    Fixture f;
+    Child parent, stubborn(true);
+    ::usleep(20000);
+    CHECK(f.registry->add(parent.handle(), stubborn.handle(), {SIGTERM, proto::kGraceNever}, f.root)
+              .error == 0);
+    parent.kill();
+    f.pump(400);
+    CHECK_FALSE(stubborn.dead());
+}
+
+TEST_CASE("policy: a chosen first signal is the one delivered") {
+    Fixture f;
+    Child parent, child;
+    CHECK(f.registry->add(parent.handle(), child.handle(), {SIGUSR1, 5000}, f.root).error == 0);
+    parent.kill();
+    CHECK(f.pump_until([&] { return child.dead(); }));
+    siginfo_t si{};
+    REQUIRE(::waitid(P_PID, static_cast<id_t>(child.pid), &si, WEXITED | WNOWAIT) == 0);
+    CHECK(si.si_code == CLD_KILLED);
+    CHECK(si.si_status == SIGUSR1);
+}
+
+TEST_CASE("a parent already dead at registration kills the child at once") {
+    Fixture f;
+    Child parent, child;
+    parent.kill();
+    REQUIRE(parent.dead(2000));
+    Verdict v = f.registry->add(parent.handle(), child.handle(), f.policy, f.root);
+    CHECK(v.error == 0);
+    CHECK(v.reason == proto::kParentAlreadyDead);
+    CHECK(child.dead(2000));
+    CHECK(f.registry->stats().bindings == 0);
+}
+
+TEST_CASE("an unprivileged registrant's child is not killed if it is another user's") {
+    Fixture f;
+    Child parent, child; // both root's
+    Registrant nobody{65534, 1, false};
+    CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, nobody).error == 0);
+    parent.kill();
+    f.pump(200);
+    CHECK_FALSE(child.dead());
+}
+
+TEST_CASE("limits: per uid and per parent") {
+    Fixture f({2, 1});
+    Child p1, p2, p3, c1, c2, c3;
+    Registrant user{1000, 1, false};
+    CHECK(f.registry->add(p1.handle(), c1.handle(), f.policy, user).error == 0);
+    CHECK(f.registry->add(p1.handle(), c2.handle(), f.policy, user).reason == proto::kLimitParent);
+    CHECK(f.registry->add(p2.handle(), c2.handle(), f.policy, user).error == 0);
+    CHECK(f.registry->add(p3.handle(), c3.handle(), f.policy, user).reason == proto::kLimitUser);
+    CHECK(f.registry->add(p3.handle(), c3.handle(), f.policy, f.root).error == 0);
+    CHECK(f.registry->stats().bindings == 3);
+}
