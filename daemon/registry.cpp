@@ -24,8 +24,8 @@ Registry::Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Lim
     : loop_(loop), timer_fd_(std::move(timer_fd)), timer_source_(timer_source), limits_(limits) {}
 
 Registry::~Registry() {
-    while (!processes_.empty())
-        destroy(processes_.begin()->second);
+    while (Process *p = processes_.any())
+        destroy(p);
     while (!detached_.empty())
         destroy(detached_.back());
     collect();
@@ -38,15 +38,13 @@ void Registry::collect() {
 }
 
 Process *Registry::find(pid_t pid) {
-    auto it = processes_.find(pid);
-    if (it == processes_.end())
+    Process *p = processes_.find(pid);
+    if (!p)
         return nullptr;
-    Process *p = it->second;
     if (p->pidfd.exited()) {
         // Its exit event is queued but not yet handled. Once reaped, its pid may already belong
         // to another process: stop mapping the pid to it, and let the queued event handle it.
-        processes_.erase(it);
-        p->detached = true;
+        processes_.erase(p);
         detached_.push_back(p);
         return nullptr;
     }
@@ -57,33 +55,39 @@ Process *Registry::intern(PidFd pidfd, Verdict *error) {
     if (Process *existing = find(pidfd.pid()))
         return existing; // the pid of a live process names exactly one process
     auto *p = new Process(std::move(pidfd));
-    std::string comm = p->pidfd.comm();
-    std::strncpy(p->comm.data(), comm.c_str(), p->comm.size() - 1);
     if (auto r = loop_.add(p->pidfd.fd(), EPOLLIN, p); !r) {
         error->error = r.code();
         error->reason = r.code() == -ENOMEM ? proto::kOutOfFds : proto::kInternal;
         delete p;
         return nullptr;
     }
-    processes_.emplace(p->pidfd.pid(), p);
+    processes_.insert(p);
     return p;
+}
+
+void Registry::read_comm(Process *p) {
+    if (p->comm[0] != '\0')
+        return;
+    std::string comm = p->pidfd.comm();
+    std::strncpy(p->comm.data(), comm.c_str(), p->comm.size() - 1);
 }
 
 Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy,
                       const Registrant &who) {
     Verdict v;
-    if (child_fd.exited())
-        return {-ESRCH, proto::kNoSuchProcess};
     if (parent_fd.pid() == child_fd.pid())
         return {-EINVAL, proto::kSameProcess};
+    if (child_fd.exited())
+        return {-ESRCH, proto::kNoSuchProcess};
 
-    if (parent_fd.exited()) {
+    // An invalid parent handle means its pid named no process: it already died.
+    if (!parent_fd.valid() || parent_fd.exited()) {
         Process *child = intern(std::move(child_fd), &v);
         if (!child)
             return v;
-        std::string comm = parent_fd.comm();
+        std::string comm = parent_fd.valid() ? parent_fd.comm() : "?";
         int status = -1;
-        if (!parent_fd.exit_status(&status))
+        if (!parent_fd.valid() || !parent_fd.exit_status(&status))
             status = -1;
         kill(child, policy, who, parent_fd.pid(), comm.c_str(), status, monotonic_ns(), true);
         release_if_idle(child);
@@ -97,6 +101,9 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy,
     Process *parent = intern(std::move(parent_fd), &v);
     if (!parent)
         return v;
+    // A parent's name is read while it lives: by the time its death is handled, it may be
+    // reaped and gone from /proc. Children's names are read when they are killed or listed.
+    read_comm(parent);
     Process *child = intern(std::move(child_fd), &v);
     if (!child) {
         release_if_idle(parent);
@@ -192,7 +199,7 @@ void Registry::retire(Binding *b) {
 }
 
 void Registry::release_if_idle(Process *p) {
-    if (!p->children && !p->parents && p->kill_deadline_ns == 0)
+    if (!p->children && !p->parents && !p->escalating)
         destroy(p);
 }
 
@@ -203,11 +210,10 @@ void Registry::destroy(Process *p) {
         retire(p->parents);
     cancel(p);
     loop_.remove(p->pidfd.fd());
-    if (p->detached) {
+    if (processes_.find(p->pid()) == p)
+        processes_.erase(p);
+    else
         std::erase(detached_, p);
-    } else {
-        processes_.erase(p->pidfd.pid());
-    }
     p->destroyed = true;
     p->pidfd.unique_fd().reset();
     graveyard_.push_back(p);
@@ -250,6 +256,7 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
     if (child->pidfd.exited())
         return; // its own exit event retires it
     std::string parent_exit = parent_status >= 0 ? describe_exit(parent_status) : "";
+    read_comm(child);
     std::string child_comm = child->comm.data();
     if (!who.privileged) {
         // Checked again now: the child may have changed its credentials since registration.
@@ -296,23 +303,25 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
                {"ORPHAND_REGISTRANT_PID", std::to_string(who.pid)},
                {"ORPHAND_LATENCY_USEC", std::to_string(latency_us)}});
     if (policy.signal != SIGKILL && policy.grace_ms != proto::kGraceNever) {
-        child->escalation_registrant = who;
-        schedule(child, monotonic_ns() + uint64_t{policy.grace_ms} * 1000000u);
+        schedule(child, monotonic_ns() + uint64_t{policy.grace_ms} * 1000000u, who);
     }
 }
 
-void Registry::schedule(Process *p, uint64_t deadline_ns) {
+void Registry::schedule(Process *p, uint64_t deadline_ns, const Registrant &who) {
     cancel(p);
-    p->kill_deadline_ns = deadline_ns;
+    p->escalating = true;
+    escalations_[p] = Escalation{deadline_ns, who};
     deadlines_.emplace(deadline_ns, p);
     rearm();
 }
 
 void Registry::cancel(Process *p) {
-    if (p->kill_deadline_ns == 0)
+    if (!p->escalating)
         return;
-    deadlines_.erase({p->kill_deadline_ns, p});
-    p->kill_deadline_ns = 0;
+    auto it = escalations_.find(p);
+    deadlines_.erase({it->second.deadline_ns, p});
+    escalations_.erase(it);
+    p->escalating = false;
     rearm();
 }
 
@@ -333,26 +342,24 @@ void Registry::rearm() {
 void Registry::timer_fired() {
     uint64_t expirations;
     (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
-    armed_ns_ = 0;
     uint64_t now = monotonic_ns();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
         Process *p = deadlines_.begin()->second;
-        deadlines_.erase(deadlines_.begin());
-        p->kill_deadline_ns = 0;
+        Registrant who = escalations_[p].registrant;
+        cancel(p);
         bool allowed = true;
-        if (!p->escalation_registrant.privileged) {
+        if (!who.privileged) {
             auto creds = p->pidfd.creds();
-            allowed = creds && may_signal(p->escalation_registrant, *creds);
+            allowed = creds && may_signal(who, *creds);
         }
         if (allowed && !p->pidfd.exited() && p->pidfd.send_signal(SIGKILL) == 0) {
-            ++kills_;
             log_entry(LOG_WARNING, msgid::kEscalate,
                       fmt::format("killed {}[{}] with SIGKILL: it outlived its grace period",
-                                  p->comm.data(), p->pidfd.pid()),
-                      {{"ORPHAND_CHILD_PID", std::to_string(p->pidfd.pid())},
+                                  p->comm.data(), p->pid()),
+                      {{"ORPHAND_CHILD_PID", std::to_string(p->pid())},
                        {"ORPHAND_CHILD_COMM", p->comm.data()},
                        {"ORPHAND_SIGNAL", "SIGKILL"},
-                       {"ORPHAND_REGISTRANT_UID", std::to_string(p->escalation_registrant.uid)}});
+                       {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)}});
         }
         release_if_idle(p);
     }
@@ -361,9 +368,10 @@ void Registry::timer_fired() {
 }
 
 void Registry::for_each(const std::function<void(const Binding &)> &fn) const {
-    for (const auto &[pid, p] : processes_)
+    processes_.for_each([&](const Process *p) {
         for (Binding *b = p->children; b; b = b->next_child)
             fn(*b);
+    });
     for (const Process *p : detached_)
         for (Binding *b = p->children; b; b = b->next_child)
             fn(*b);

@@ -16,6 +16,7 @@
 #include "event_loop.hpp"
 #include "orphand/protocol.hpp"
 #include "pidfd.hpp"
+#include "process_table.hpp"
 
 namespace orphand {
 
@@ -26,6 +27,7 @@ struct Policy {
     int signal = 15;          // first signal
     uint32_t grace_ms = 5000; // then SIGKILL after this long; proto::kGraceNever: never
 };
+static_assert(sizeof(Policy) == 8);
 
 // Who asked for a binding, as the kernel reported it for the connection.
 struct Registrant {
@@ -34,20 +36,26 @@ struct Registrant {
     bool privileged = false; // root or CAP_KILL in our user namespace
 };
 
+// A SIGKILL due when a killed child outlives its grace period.
+struct Escalation {
+    uint64_t deadline_ns = 0;
+    Registrant registrant; // whose binding it serves: checked again before the SIGKILL
+};
+
 // A watched process: a parent of some bindings, a child of others, or a child being killed.
+// Kept small (one per watched process, up to the fd limit): fields are ordered to pack.
 struct Process : Source {
-    Process(PidFd p) : Source(Kind::Process), pidfd(std::move(p)) {}
+    explicit Process(PidFd p) : Source(Kind::Process), pidfd(std::move(p)) {}
+    pid_t pid() const { return pidfd.pid(); }
+
+    bool signalled = false;  // a kill has been sent; further parents' deaths add nothing
+    bool escalating = false; // a SIGKILL escalation is pending (see Registry::escalations_)
+    bool destroyed = false;  // awaiting deletion at the end of the loop iteration
     PidFd pidfd;
-    std::array<char, proto::kCommLen> comm{}; // read when first watched
+    uint32_t n_children = 0;
+    std::array<char, proto::kCommLen> comm{}; // read when it becomes a parent, or killed
     Binding *children = nullptr;              // bindings in which this process is the parent
     Binding *parents = nullptr;               // bindings in which this process is the child
-    uint32_t n_children = 0;
-    uint64_t kill_deadline_ns = 0; // SIGKILL escalation pending when non-zero
-    bool signalled = false;        // a kill has been sent; further parents' deaths add nothing
-    bool destroyed = false;        // awaiting deletion at the end of the loop iteration
-    bool detached = false;         // exited and no longer in the pid map
-    int escalation_signal = 9;
-    Registrant escalation_registrant; // whose binding the pending escalation serves
 };
 
 struct Binding {
@@ -123,6 +131,8 @@ class Registry {
 
   private:
     Process *intern(PidFd pidfd, Verdict *error);
+    // Fills p->comm once, from /proc, if the process is still there.
+    void read_comm(Process *p);
     void link(Binding *b);
     void unlink(Binding *b);
     void retire(Binding *b);
@@ -132,7 +142,7 @@ class Registry {
     // -1 if unknown); `already_dead` marks a REGISTER whose parent was gone.
     void kill(Process *child, const Policy &policy, const Registrant &who, pid_t parent_pid,
               const char *parent_comm, int parent_status, uint64_t death_ns, bool already_dead);
-    void schedule(Process *p, uint64_t deadline_ns);
+    void schedule(Process *p, uint64_t deadline_ns, const Registrant &who);
     void cancel(Process *p);
     void rearm();
 
@@ -141,9 +151,10 @@ class Registry {
     Source *timer_source_;
     Limits limits_;
     BindingStore *store_ = nullptr;
-    std::unordered_map<pid_t, Process *> processes_;
+    PidTable<Process> processes_;
     std::unordered_map<uid_t, uint32_t> per_uid_;
     std::set<std::pair<uint64_t, Process *>> deadlines_;
+    std::unordered_map<Process *, Escalation> escalations_;
     std::vector<Process *> graveyard_;
     std::vector<Process *> detached_; // exited, no longer mapped by pid, exit event pending
     uint64_t armed_ns_ = 0;

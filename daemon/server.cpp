@@ -637,14 +637,24 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
         child = std::move(*p);
     }
     pid_t cpid = child.pid();
-    if (cpid == 1 || cpid == ::getpid() || cpid == 2 || is_kernel_thread(cpid))
+    // One PIDFD_GET_INFO answers both questions below where the kernel has it (6.13+).
+    ProcessInfo info;
+    bool have_info = kernel_features().pidfd_info && pidfd_get_info(child.fd(), &info) == 0;
+    // Kernel threads are kthreadd (pid 2) and its children; /proc confirms the flag.
+    bool maybe_kthread = !have_info || info.ppid == 2;
+    if (cpid == 1 || cpid == 2 || cpid == ::getpid() || (maybe_kthread && is_kernel_thread(cpid)))
         return {-EPERM, proto::kProtectedTarget};
     if (!c->privileged) {
         // A passed pidfd proves which process it is, not that the client may signal it.
-        auto creds = child.creds();
-        if (!creds)
+        Creds creds;
+        if (have_info && info.have_creds) {
+            creds = {info.ruid, info.euid, info.suid};
+        } else if (auto r = child.creds()) {
+            creds = *r;
+        } else {
             return {-ESRCH, proto::kNoSuchProcess};
-        if (c->peer.uid != creds->ruid && c->peer.uid != creds->suid)
+        }
+        if (c->peer.uid != creds.ruid && c->peer.uid != creds.suid)
             return {-EPERM, proto::kNotPermitted};
     }
 
@@ -780,7 +790,10 @@ void Server::list(Connection *c, const proto::Request &q) {
         i.grace_ms = b.policy.grace_ms;
         i.age_ms = (now - b.created_ns) / 1000000u;
         std::memcpy(i.parent_comm, b.parent->comm.data(), sizeof(i.parent_comm));
-        std::memcpy(i.child_comm, b.child->comm.data(), sizeof(i.child_comm));
+        if (b.child->comm[0] != '\0')
+            std::memcpy(i.child_comm, b.child->comm.data(), sizeof(i.child_comm));
+        else
+            std::snprintf(i.child_comm, sizeof(i.child_comm), "%s", b.child->pidfd.comm().c_str());
         infos.push_back(i);
     });
     send_reply(c, q, {0, proto::kOk}, static_cast<uint32_t>(infos.size()));
