@@ -1,0 +1,90 @@
+# SPDX-License-Identifier: MIT
+"""Helpers shared by the integration tests: named test processes and binding checks."""
+
+import atexit
+import os
+import re
+import resource
+import shutil
+import signal
+import tempfile
+
+import orphtest as ot
+
+_bindir = None
+
+
+def named(name):
+    """Path of a `sleep` that runs under the command name `name` (the kernel takes comm from
+    the name the program was executed by), so log lines can be checked for both processes."""
+    global _bindir
+    if _bindir is None:
+        _bindir = tempfile.mkdtemp(prefix="orphand-bin-")
+        atexit.register(shutil.rmtree, _bindir, True)
+    path = os.path.join(_bindir, name)
+    if not os.path.exists(path):
+        os.symlink("/bin/sleep", path)
+    return path
+
+
+def sleeper(name="orph-sleep", seconds=600, ignore=()):
+    """A tracked `sleep` named `name`; signals in `ignore` are ignored (inherited across exec).
+    Returns (Popen, pidfd)."""
+    def pre():
+        for sig in ignore:
+            signal.signal(sig, signal.SIG_IGN)
+    return ot.spawn([named(name), str(seconds)], preexec_fn=pre if ignore else None)
+
+
+def dead_pid():
+    """The pid of a process that has just exited and been reaped."""
+    p, _ = ot.spawn(["true"])
+    p.wait()
+    return p.pid
+
+
+def pairs(d):
+    """The set of (parent, child) pids the daemon lists."""
+    return {(b["parent"], b["child"]) for b in d.bindings()}
+
+
+def wait_bound(d, parent, child):
+    d.wait_until(lambda: (parent, child) in pairs(d), f"binding {parent} -> {child} in LIST")
+
+
+def wait_unbound(d, parent, child):
+    d.wait_until(lambda: (parent, child) not in pairs(d), f"binding {parent} -> {child} gone")
+
+
+def expect_dead(d, proc, pidfd, what, sig=None):
+    """The process dies within the correctness bound (and, if `sig`, by that signal)."""
+    if not ot.wait_pidfd(pidfd):
+        ot.fail(f"{what} (pid {proc.pid}) is still alive\n--- daemon log ---\n{d.read_log()}")
+    rc = proc.wait(timeout=ot.TIMEOUT)
+    if sig is not None:
+        ot.check(rc == -sig, f"{what} exited with {rc}, expected death by signal {sig}")
+
+
+def expect_alive(proc, pidfd, what):
+    ot.check(not ot.pidfd_dead(pidfd) and ot.proc_state(proc.pid) not in (None, "Z", "X"),
+             f"{what} (pid {proc.pid}) died")
+
+
+def kill_line(d, child_pid):
+    """The daemon's log line for the kill of `child_pid` (its first signal), or None."""
+    for line in d.read_log().splitlines():
+        if re.search(rf"killed \S+\[{child_pid}\] with SIG(?!KILL: it outlived)", line):
+            return line
+    return None
+
+
+def wait_kill_line(d, child_pid):
+    d.wait_until(lambda: kill_line(d, child_pid) is not None, f"the kill line for {child_pid}")
+    return kill_line(d, child_pid)
+
+
+def raise_nofile():
+    """Raise this test's soft fd limit to its hard limit (many sockets at once)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
