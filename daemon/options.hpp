@@ -16,9 +16,10 @@ struct Options {
     Policy policy;           // default first signal and grace period
     LogTarget log_target = LogTarget::Auto;
     int log_level = LOG_INFO;
-    Limits limits{65536, 65536};
+    Limits limits{65536, 65536, 0};
     uint32_t max_connections = 4096;
     uint32_t max_connections_per_uid = 512;
+    uint32_t fd_store_max = 0; // systemd's FileDescriptorStoreMax=; 0: no fd store
     bool help = false;
     bool version = false;
 };

@@ -54,6 +54,10 @@ Process *Registry::find(pid_t pid) {
 Process *Registry::intern(PidFd pidfd, Verdict *error) {
     if (Process *existing = find(pidfd.pid()))
         return existing; // the pid of a live process names exactly one process
+    if (limits_.max_processes && processes_.size() + detached_.size() >= limits_.max_processes) {
+        *error = {-EMFILE, proto::kOutOfFds};
+        return nullptr;
+    }
     auto *p = new Process(std::move(pidfd));
     if (auto r = loop_.add(p->pidfd.fd(), EPOLLIN, p); !r) {
         error->error = r.code();

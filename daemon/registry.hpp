@@ -72,6 +72,7 @@ struct Binding {
 struct Limits {
     uint32_t bindings_per_uid = 0;
     uint32_t bindings_per_parent = 0;
+    uint32_t max_processes = 0; // watched processes (one fd each)
 };
 
 // Outcome of a registration: error 0 or a negative errno, and a protocol Reason.

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <limits>
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
@@ -103,6 +104,13 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
         ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        // Keep fds in reserve for connections, passed fds and /proc reads, so that a client
+        // can still be told "out of fds" when watched processes have taken the rest.
+        rlim_t reserve = std::min<rlim_t>(1024, rl.rlim_cur / 4);
+        options_.limits.max_processes = static_cast<uint32_t>(
+            std::min<rlim_t>(rl.rlim_cur - reserve, std::numeric_limits<uint32_t>::max()));
     }
 
     sigset_t mask;

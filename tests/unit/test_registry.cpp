@@ -218,7 +218,7 @@ TEST_CASE("an unprivileged registrant's child is not killed if it is another use
 }
 
 TEST_CASE("limits: per uid and per parent") {
-    Fixture f({2, 1});
+    Fixture f({2, 1, 0});
     Child p1, p2, p3, c1, c2, c3;
     Registrant user{1000, 1, false};
     CHECK(f.registry->add(p1.handle(), c1.handle(), f.policy, user).error == 0);
@@ -227,4 +227,17 @@ TEST_CASE("limits: per uid and per parent") {
     CHECK(f.registry->add(p3.handle(), c3.handle(), f.policy, user).reason == proto::kLimitUser);
     CHECK(f.registry->add(p3.handle(), c3.handle(), f.policy, f.root).error == 0);
     CHECK(f.registry->stats().bindings == 3);
+}
+
+TEST_CASE("limits: watched processes are bounded (the fd reserve) with a clean refusal") {
+    Fixture f({0, 0, 3});
+    Child p1, c1, p2, c2;
+    CHECK(f.registry->add(p1.handle(), c1.handle(), f.policy, f.root).error == 0);
+    Verdict v = f.registry->add(p2.handle(), c2.handle(), f.policy, f.root);
+    CHECK(v.error == -EMFILE);
+    CHECK(v.reason == proto::kOutOfFds);
+    CHECK(f.registry->stats().bindings == 1);
+    // The existing binding is still enforced.
+    p1.kill();
+    CHECK(f.pump_until([&] { return c1.dead(); }));
 }
