@@ -142,8 +142,10 @@ Result<pid_t> pidfd_pid(int fd) {
     if (kernel_features().pidfd_info) {
         ProcessInfo info;
         int r = pidfd_get_info(fd, &info);
+        // A reaped process's pidfd still answers (with its exit status) but reports no pid.
         if (r == 0)
-            return info.pid;
+            return info.pid > 0 ? Result<pid_t>(info.pid)
+                                : Result<pid_t>(Error{-ESRCH, "pidfd of a reaped process"});
         if (r == -ENOTTY || r == -EINVAL || r == -EBADF)
             return Error{-EBADF, "not a pidfd"};
         return Error{r, "PIDFD_GET_INFO"};
