@@ -1,0 +1,111 @@
+# SPDX-License-Identifier: MIT
+"""Helpers for orphand's security tests: other users, hostile clients, victims and witnesses."""
+
+import json
+import os
+import subprocess
+import sys
+
+import orphtest as ot
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLIENT = os.path.join(HERE, "client.py")
+UIDFLIP = os.path.join(HERE, "uidflip.py")
+
+# The system interpreter: another user may not be able to reach one under root's home.
+PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+NOBODY = 65534
+OTHER = 4242  # "another user": any uid that is neither root nor nobody
+
+# Reasons (protocol.hpp).
+OK, PARENT_ALREADY_DEAD, ALREADY_BOUND, UNKNOWN_ACTION, BAD_PID, SAME_PROCESS = 0, 1, 2, 3, 4, 5
+PROTECTED_TARGET, NO_SUCH_PROCESS, NOT_PERMITTED, NOT_PIDFD, PIDFD_MISMATCH = 6, 7, 8, 9, 10
+TOO_MANY_FDS, FOREIGN_PIDNS, LIMIT_USER, LIMIT_PARENT, LIMIT_CONNECTIONS = 11, 12, 13, 14, 15
+BAD_POLICY, NOT_BOUND = 17, 18
+
+REASON_NAMES = {v: k for k, v in dict(
+    OK=OK, PARENT_ALREADY_DEAD=PARENT_ALREADY_DEAD, ALREADY_BOUND=ALREADY_BOUND,
+    UNKNOWN_ACTION=UNKNOWN_ACTION, BAD_PID=BAD_PID, SAME_PROCESS=SAME_PROCESS,
+    PROTECTED_TARGET=PROTECTED_TARGET, NO_SUCH_PROCESS=NO_SUCH_PROCESS,
+    NOT_PERMITTED=NOT_PERMITTED, NOT_PIDFD=NOT_PIDFD, PIDFD_MISMATCH=PIDFD_MISMATCH,
+    TOO_MANY_FDS=TOO_MANY_FDS, FOREIGN_PIDNS=FOREIGN_PIDNS, LIMIT_USER=LIMIT_USER,
+    LIMIT_PARENT=LIMIT_PARENT, LIMIT_CONNECTIONS=LIMIT_CONNECTIONS, BAD_POLICY=BAD_POLICY,
+    NOT_BOUND=NOT_BOUND).items()}
+
+
+def as_user(uid, argv):
+    """argv run as uid (real, effective and saved), with that gid and no supplementary groups."""
+    return ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv]
+
+
+def daemon(*args):
+    """A private daemon whose socket other users can reach (its directory is 0700 otherwise)."""
+    d = ot.Daemon(*args)
+    os.chmod(d.dir, 0o755)
+    return d
+
+
+def user_sleeper(uid):
+    """A sleep(1) owned by uid; returns (Popen, pidfd)."""
+    return ot.spawn(as_user(uid, ["sleep", "600"]))
+
+
+def hostile(d, ops, uid=NOBODY, wrap=(), pass_fds=()):
+    """Runs client.py as uid (inside `wrap`, e.g. an unshare command) and returns its results."""
+    argv = as_user(uid, [*wrap, PYTHON, CLIENT]) if uid is not None else [
+        *wrap, PYTHON, CLIENT]
+    r = subprocess.run(argv, input=json.dumps({"socket": d.socket, "ops": ops}),
+                       capture_output=True, text=True, timeout=60, pass_fds=pass_fds)
+    ot.check(r.returncode == 0, f"hostile client failed ({r.returncode}): {r.stderr}")
+    return json.loads(r.stdout)
+
+
+def expect(result, error, reason, what):
+    """Checks one acknowledged-mode reply: its errno (negative, or 0) and its reason."""
+    ot.check(isinstance(result, dict) and "reason" in result,
+             f"{what}: no reply ({result})")
+    got = (result["error"], result["reason"])
+    ot.check(got == (error, reason),
+             f"{what}: expected error {error} reason {REASON_NAMES.get(reason, reason)}, got "
+             f"error {result['error']} reason {REASON_NAMES.get(result['reason'], result['reason'])}")
+    print(f"  {what}: error {result['error']}, {REASON_NAMES.get(reason, reason)}")
+
+
+def alive(pidfd):
+    return not ot.pidfd_dead(pidfd)
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settled_fds(d):
+    """The daemon's open fds once every other client's connection is closed (one is ours)."""
+    with d.client() as c:
+        d.wait_until(lambda: c.status()["connections"] == 1, "other connections to close")
+        return open_fds(d.pid)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def kernel_thread():
+    """The pid of a kernel thread other than kthreadd (PF_KTHREAD set), or None."""
+    for name in sorted(os.listdir("/proc"), key=lambda n: (len(n), n)):
+        if not name.isdigit() or name in ("1", "2"):
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        flags = int(data[data.rindex(b")") + 2:].split()[6])
+        if flags & 0x00200000:
+            return int(name)
+    return None

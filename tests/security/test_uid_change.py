@@ -1,0 +1,71 @@
+# SPDX-License-Identifier: MIT
+"""A child that becomes another user's after nobody bound it is not killed, nor escalated to.
+
+Case 1: the child changes uid before its parent dies: no signal at all, and the refusal is
+logged. Case 2: the child is nobody's when the parent dies (SIGTERM is allowed and sent), changes
+uid in its SIGTERM handler, and must then not receive the SIGKILL escalation.
+"""
+
+import signal
+import subprocess
+import time
+
+import orphtest as ot
+import sectest as st
+from sectest import NOBODY, OK, OTHER
+
+
+def flipper(mode):
+    p, fd = ot.spawn([st.PYTHON, st.UIDFLIP, mode], stdin=subprocess.PIPE,
+                     stdout=subprocess.PIPE, text=True)
+    ot.check(p.stdout.readline().strip() == "ready", "uidflip did not start")
+    return p, fd
+
+
+def uids(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Uid:"):
+                return [int(x) for x in line.split()[1:4]]
+    return None
+
+
+def main():
+    with st.daemon() as d:
+        # Case 1: the uid changes between registration and the parent's death.
+        child, child_fd = flipper("stdin")
+        ot.check(uids(child.pid) == [NOBODY, NOBODY, 0], f"flipper uids {uids(child.pid)}")
+        parent, parent_fd = st.user_sleeper(NOBODY)
+        witness, witness_fd = st.user_sleeper(NOBODY)
+        res = st.hostile(d, [{"v1": [parent.pid, child.pid, ot.REGISTER]},
+                             {"v1": [parent.pid, witness.pid, ot.REGISTER]}])
+        st.expect(res[0], 0, OK, "nobody binds a child that is nobody's now")
+        st.expect(res[1], 0, OK, "nobody binds its witness")
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        ot.check(child.stdout.readline().strip() == "changed", "flipper did not change uid")
+        ot.check(uids(child.pid) == [OTHER] * 3, f"flipper uids {uids(child.pid)}")
+        signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+        ot.check(ot.wait_pidfd(witness_fd), "witness not killed: parent's death not handled")
+        ot.check(st.alive(child_fd), "the child that became another user's was killed")
+        ot.check(d.wait_log(f"not killing python3[{child.pid}]"),
+                 f"refusal not logged:\n{d.read_log()}")
+        print(f"  uid changed before the parent died: child {child.pid} alive, refusal logged")
+
+        # Case 2: the uid changes after SIGTERM, before the SIGKILL escalation.
+        child2, child2_fd = flipper("sigterm")
+        parent2, parent2_fd = st.user_sleeper(NOBODY)
+        res = st.hostile(d, [{"v1": [parent2.pid, child2.pid, ot.REGISTER],
+                              "flags": ot.FLAG_GRACE, "grace_ms": 200}])
+        st.expect(res[0], 0, OK, "nobody binds a child with a 200 ms grace period")
+        signal.pidfd_send_signal(parent2_fd, signal.SIGKILL)
+        ot.check(child2.stdout.readline().strip() == "changed", "child2 got no SIGTERM")
+        # A generous wait past the grace period: SIGKILL would have arrived by now.
+        time.sleep(2.0)
+        ot.check(st.alive(child2_fd), "SIGKILL escalation reached a child of another user")
+        ot.check(uids(child2.pid) == [OTHER] * 3, f"child2 uids {uids(child2.pid)}")
+        print(f"  uid changed during the grace period: child {child2.pid} not escalated to")
+        ot.check(d.ping(), "daemon does not answer PING")
+
+
+ot.run(main)
