@@ -31,10 +31,12 @@ Registry::~Registry() {
     collect();
 }
 
-void Registry::collect() {
+size_t Registry::collect() {
+    size_t n = graveyard_.size();
     for (Process *p : graveyard_)
         delete p;
     graveyard_.clear();
+    return n;
 }
 
 Process *Registry::find(pid_t pid) {

@@ -120,8 +120,9 @@ class Registry {
     // Called by the loop when the escalation timer fires.
     void timer_fired();
     // Frees processes destroyed during this loop iteration. The loop calls it after dispatching
-    // a batch of events, so that no event of the batch points at freed memory.
-    void collect();
+    // a batch of events, so that no event of the batch points at freed memory. Returns how many
+    // were freed (each had closed its pidfd).
+    size_t collect();
 
     // Visits every binding.
     void for_each(const std::function<void(const Binding &)> &fn) const;

@@ -287,7 +287,8 @@ int Server::run() {
             connections_.erase(c);
         bool freed = !closed_.empty();
         closed_.clear();
-        registry_->collect();
+        // A process that exited closed its pidfd: a listener paused on EMFILE may accept again.
+        freed |= registry_->collect() > 0;
         if (listener_paused_ && freed) {
             listener_paused_ = false;
             (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
