@@ -2,6 +2,7 @@
 """Helpers shared by the integration tests: named test processes and binding checks."""
 
 import atexit
+import contextlib
 import os
 import re
 import resource
@@ -88,3 +89,20 @@ def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
+
+
+@contextlib.contextmanager
+def nofile_limit(limit):
+    """Processes that orphtest starts meanwhile (orphand included) run with RLIMIT_NOFILE set to
+    `limit` for both the soft and the hard limit."""
+    def set_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+    spawn = ot.spawn
+
+    def limited(argv, **kw):
+        return spawn(argv, preexec_fn=set_limit, **kw)
+    ot.spawn = limited
+    try:
+        yield
+    finally:
+        ot.spawn = spawn
