@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: MIT
+// Kill latency: SIGKILL of a parent to its child's pidfd becoming readable, with orphand,
+// PR_SET_PDEATHSIG and a 2-second kill(pid, 0) poller, interleaved per iteration.
+#include <sys/epoll.h>
+
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "bench_util.hpp"
+
+using namespace orphand::bench;
+
+namespace {
+
+enum Mechanism { kOrphand, kPdeathsig, kPoller, kMechanisms };
+const char *const kNames[] = {"orphand", "PR_SET_PDEATHSIG", "2 s kill(pid, 0) poller"};
+
+// A parent P and the child C it forked (so that PR_SET_PDEATHSIG can apply). Both idle; C is
+// reparented to us (the subreaper) when P dies.
+struct Pair {
+    pid_t parent = 0, child = 0;
+    Fd parent_fd, child_fd;
+    uint64_t killed_ns = 0;
+    bool parent_reaped = false;
+};
+
+Pair make_pair(bool pdeathsig) {
+    int sync[2];
+    if (::pipe2(sync, O_CLOEXEC) < 0)
+        die("pipe2: %s", std::strerror(errno));
+    Pair p;
+    p.parent = ::fork();
+    if (p.parent < 0)
+        die("fork: %s", std::strerror(errno));
+    if (p.parent == 0) {
+        pid_t me = ::getpid();
+        pid_t c = ::fork();
+        if (c == 0) {
+            if (pdeathsig)
+                ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+            if (::getppid() != me)
+                _exit(1); // the parent died before the prctl took effect
+            pid_t self = ::getpid();
+            (void)!::write(sync[1], &self, sizeof(self));
+            for (;;)
+                ::pause();
+        }
+        for (;;)
+            ::pause();
+    }
+    ::close(sync[1]);
+    Fd rd(sync[0]);
+    read_all(rd.get(), &p.child, sizeof(p.child));
+    p.parent_fd.reset(pidfd_open(p.parent));
+    p.child_fd.reset(pidfd_open(p.child));
+    if (!p.parent_fd.valid() || !p.child_fd.valid())
+        die("pidfd_open: %s", std::strerror(errno));
+    return p;
+}
+
+// Kills P and waits for C's pidfd, reaping both. Returns the latency in microseconds.
+double kill_and_wait(Pair &p) {
+    p.killed_ns = now_ns();
+    if (pidfd_kill(p.parent_fd.get(), SIGKILL) < 0)
+        die("pidfd_send_signal: %s", std::strerror(errno));
+    uint64_t dead_ns = 0;
+    bool child_dead = false;
+    while (!child_dead || !p.parent_reaped) {
+        struct pollfd fds[2] = {{p.child_fd.get(), POLLIN, 0}, {p.parent_fd.get(), POLLIN, 0}};
+        int n = ::poll(fds, p.parent_reaped ? 1 : 2, 30000);
+        if (n <= 0)
+            die("child %d still alive 30 s after its parent's SIGKILL", p.child);
+        if (!child_dead && fds[0].revents) {
+            dead_ns = now_ns();
+            child_dead = true;
+        }
+        if (!p.parent_reaped && fds[1].revents) {
+            reap_pidfd(p.parent_fd.get());
+            p.parent_reaped = true;
+        }
+    }
+    reap_pidfd(p.child_fd.get());
+    return static_cast<double>(dead_ns - p.killed_ns) / 1000.0;
+}
+
+// The original orphand's approach: every 2 s, kill(parent, 0) for each pair; ESRCH means the
+// parent is gone, so kill the child. Runs as its own process; pairs arrive over a pipe.
+[[noreturn]] void poller_main(int pairs_fd, uint64_t interval_ns) {
+    std::vector<std::pair<pid_t, pid_t>> watched;
+    ::fcntl(pairs_fd, F_SETFL, O_NONBLOCK);
+    for (;;) {
+        sleep_ns(interval_ns);
+        pid_t pair[2];
+        while (::read(pairs_fd, pair, sizeof(pair)) == sizeof(pair))
+            watched.emplace_back(pair[0], pair[1]);
+        for (size_t i = 0; i < watched.size();) {
+            if (::kill(watched[i].first, 0) < 0 && errno == ESRCH) {
+                ::kill(watched[i].second, SIGKILL);
+                watched[i] = watched.back();
+                watched.pop_back();
+            } else {
+                ++i;
+            }
+        }
+    }
+}
+
+// Completes poller samples in the background: the poller's latency is about a second, so its
+// samples overlap each other (up to a cap) while the other two mechanisms are measured.
+class PollerSamples {
+  public:
+    explicit PollerSamples(std::vector<double> *out) : out_(out), epoll_(::epoll_create1(0)) {
+        thread_ = std::thread([this] { run(); });
+    }
+    ~PollerSamples() {
+        stop_ = true;
+        thread_.join();
+    }
+    size_t in_flight() const { return in_flight_; }
+    void add(Pair *p) {
+        ++in_flight_;
+        struct epoll_event ev {};
+        ev.events = EPOLLIN;
+        ev.data.u64 = reinterpret_cast<uintptr_t>(p) | 1; // the parent
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p->parent_fd.get(), &ev);
+        ev.data.u64 = reinterpret_cast<uintptr_t>(p); // the child
+        ::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, p->child_fd.get(), &ev);
+    }
+
+  private:
+    void run() {
+        struct epoll_event evs[64];
+        while (!stop_ || in_flight_ > 0) {
+            int n = ::epoll_wait(epoll_.get(), evs, 64, 100);
+            uint64_t t = now_ns();
+            for (int i = 0; i < n; ++i) {
+                auto *p = reinterpret_cast<Pair *>(evs[i].data.u64 & ~uint64_t{1});
+                if (evs[i].data.u64 & 1) {
+                    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p->parent_fd.get(), nullptr);
+                    reap_pidfd(p->parent_fd.get());
+                    p->parent_reaped = true;
+                    continue;
+                }
+                ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p->child_fd.get(), nullptr);
+                {
+                    std::lock_guard<std::mutex> lock(mutex_);
+                    out_->push_back(static_cast<double>(t - p->killed_ns) / 1000.0);
+                }
+                reap_pidfd(p->child_fd.get());
+                if (!p->parent_reaped) {
+                    // Rare: the child died first in this batch; the parent's event follows.
+                    ::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p->parent_fd.get(), nullptr);
+                    reap_pidfd(p->parent_fd.get());
+                }
+                delete p;
+                --in_flight_;
+            }
+        }
+    }
+
+  public:
+    std::mutex mutex_;
+
+  private:
+    std::vector<double> *out_;
+    Fd epoll_;
+    std::atomic<bool> stop_{false};
+    std::atomic<size_t> in_flight_{0};
+    std::thread thread_;
+};
+
+std::string us(double v) {
+    return fmt_num(v);
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+    Args args{argc, argv};
+    size_t samples = static_cast<size_t>(args.num("--samples", 2000));
+    size_t max_in_flight = static_cast<size_t>(args.num("--poller-in-flight", 256));
+    uint64_t interval_ns = static_cast<uint64_t>(args.num("--poll-interval-ms", 2000)) * 1000000u;
+    become_subreaper();
+    ::signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    // The poller is forked before any thread exists.
+    int pp[2];
+    if (::pipe2(pp, O_CLOEXEC) < 0)
+        die("pipe2: %s", std::strerror(errno));
+    pid_t poller = ::fork();
+    if (poller == 0) {
+        ::close(pp[1]);
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        poller_main(pp[0], interval_ns);
+    }
+    ::close(pp[0]);
+    Fd poller_fd(pidfd_open(poller)), pairs_out(pp[1]);
+
+    Daemon daemon(daemon_path(args));
+    Client client(daemon.socket());
+
+    std::vector<double> lat[kMechanisms];
+    for (auto &v : lat)
+        v.reserve(samples);
+    {
+        PollerSamples background(&lat[kPoller]);
+        size_t poller_started = 0;
+        for (size_t iter = 0;; ++iter) {
+            size_t done_sync = std::min(lat[kOrphand].size(), lat[kPdeathsig].size());
+            if (done_sync >= samples && poller_started >= samples)
+                break;
+            // Alternate the order so neither synchronous mechanism always runs first.
+            Mechanism order[2] = {kOrphand, kPdeathsig};
+            if (iter % 2)
+                std::swap(order[0], order[1]);
+            for (Mechanism m : order) {
+                if (lat[m].size() >= samples)
+                    continue;
+                Pair p = make_pair(m == kPdeathsig);
+                if (m == kOrphand) {
+                    proto::Reply r = client.call(Client::kill_request(p.parent, p.child));
+                    if (r.error != 0)
+                        die("REGISTER refused: %s", proto::reason_text(r.reason));
+                }
+                lat[m].push_back(kill_and_wait(p));
+            }
+            if (poller_started < samples && background.in_flight() < max_in_flight) {
+                auto *p = new Pair(make_pair(false));
+                pid_t pair[2] = {p->parent, p->child};
+                write_all(pairs_out.get(), pair, sizeof(pair));
+                background.add(p);
+                p->killed_ns = now_ns();
+                pidfd_kill(p->parent_fd.get(), SIGKILL);
+                ++poller_started;
+            } else if (done_sync >= samples) {
+                sleep_ns(10'000'000); // only poller samples are still in flight
+            }
+        }
+    }
+    pidfd_kill(poller_fd.get(), SIGKILL);
+    reap_pidfd(poller_fd.get());
+
+    Summary s[kMechanisms];
+    for (int m = 0; m < kMechanisms; ++m)
+        s[m] = summarize(lat[m]);
+    for (int m = 0; m < kMechanisms; ++m)
+        note("kill latency, %s: n=%zu p50=%s us p90=%s us p99=%s us max=%s us", kNames[m], s[m].n,
+             us(s[m].p50).c_str(), us(s[m].p90).c_str(), us(s[m].p99).c_str(),
+             us(s[m].max).c_str());
+
+    const Summary &o = s[kOrphand], &k = s[kPdeathsig], &q = s[kPoller];
+    auto base = [&](double kv, double qv) {
+        return fmt("PR_SET_PDEATHSIG %s; poller %s", us(kv).c_str(), us(qv).c_str());
+    };
+    double r50 = o.p50 / k.p50, r99 = o.p99 / k.p99;
+    row(fmt("1. Kill latency p50 (us), n=%zu each", o.n), us(o.p50), base(k.p50, q.p50),
+        fmt("%.2fx", r50), "<= 1.15x PDEATHSIG", yes_no(r50 <= 1.15));
+    row("1. Kill latency p90 (us)", us(o.p90), base(k.p90, q.p90), fmt("%.2fx", o.p90 / k.p90), "-",
+        "-");
+    row("1. Kill latency p99 (us)", us(o.p99), base(k.p99, q.p99), fmt("%.2fx", r99),
+        "<= 1.5x PDEATHSIG", yes_no(r99 <= 1.5));
+    row("1. Kill latency max (us)", us(o.max), base(k.max, q.max), fmt("%.2fx", o.max / k.max), "-",
+        "-");
+    return 0;
+}

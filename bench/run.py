@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Runs every orphand benchmark in one go and prints one markdown table with the notes below it.
+
+Usage: bench/run.py [--build DIR] [--quick]
+
+Each benchmark program prints its table rows ("| ... |") and notes ("- ..."); this script only
+orchestrates: the measuring is done by the compiled programs. The shim's fork+exec+wait
+benchmark (bench/shim/shim_ratio.py over build/bench/shim/fork_exec_true) is run as it is and
+its row is merged in.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# (program, full arguments, quick arguments)
+BENCHMARKS = [
+    ("bench-kill-latency", ["--samples", "2000"], ["--samples", "50"]),
+    ("bench-register-rate", ["--count", "4000", "--rounds", "7"], ["--count", "500", "--rounds", "2"]),
+    ("shim", [], []),
+    ("bench-kill-storm", ["--count", "4000", "--rounds", "5"], ["--count", "200", "--rounds", "2"]),
+    ("bench-memory-capacity", ["--rounds", "3", "--idle-seconds", "10"],
+     ["--fd-limit", "1024", "--rounds", "1", "--idle-seconds", "2"]),
+    ("bench-startup", ["--samples", "50"], ["--samples", "5"]),
+]
+
+HEADER = ("| Measurement | orphand | Baseline (same run) | orphand / baseline | Target | Met |\n"
+          "|---|---|---|---|---|---|")
+
+
+def machine():
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (f"{platform.system()} {platform.release()}, {cpu} x {os.cpu_count()} CPUs, "
+            f"{mem_gb:.0f} GiB RAM; load average at start {load}")
+
+
+def run(argv):
+    """Runs one program; returns (rows, notes). A failure becomes a row that says so."""
+    print(f"running: {' '.join(argv)}", file=sys.stderr, flush=True)
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                       stdin=subprocess.DEVNULL)
+    rows = [l for l in p.stdout.splitlines() if l.startswith("|")]
+    notes = [l for l in p.stdout.splitlines() if not l.startswith("|") and l.strip()]
+    if p.returncode == 77:
+        rows = [f"| {os.path.basename(argv[0])} | skipped | - | - | - | - |"]
+    elif p.returncode != 0:
+        name = os.path.basename(argv[0])
+        rows.append(f"| {name} | failed (exit {p.returncode}) | - | - | - | **no** |")
+        notes += [f"{name}: {l}" for l in p.stderr.strip().splitlines()[-5:]]
+    return rows, notes
+
+
+def shim_ratio(build, quick):
+    """Runs bench/shim/shim_ratio.py (the shim's own benchmark, unchanged) and turns its data row
+    (| benchmark | samples x iterations | without (us) | with (us) | median ratio |) into ours."""
+    script = os.path.join(HERE, "shim", "shim_ratio.py")
+    loop = os.path.join(build, "bench", "shim", "fork_exec_true")
+    if not (os.path.exists(script) and os.path.exists(loop)):
+        return ["| 3. Shim fork+exec+wait ratio | not built (bench/shim/) | - | - | <= 1.10 | - |"], []
+    argv = [sys.executable, script, "--loop", loop] + (["--samples", "5"] if quick else [])
+    os.environ["ORPHAND_BUILD_DIR"] = build
+    rows, notes = run(argv)
+    data = [r for r in rows if not r.startswith("| benchmark") and not r.startswith("|---")]
+    cells = [c.strip() for c in data[-1].strip("|").split("|")] if data else []
+    if len(cells) == 5:
+        try:
+            ratio = float(cells[4])
+            return [f"| 3. Shim: fork+exec+wait of /bin/true (us), {cells[1]} | {cells[3]} | "
+                    f"without the shim {cells[2]} | {ratio:.3f}x | <= 1.10x | "
+                    f"{'yes' if ratio <= 1.10 else '**no**'} |"], notes
+        except ValueError:
+            pass
+    return [r for r in rows if "failed" in r] or [
+        "| 3. Shim fork+exec+wait ratio | see details | - | - | <= 1.10 | - |"], notes + rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
+    ap.add_argument("--quick", action="store_true", help="tiny sample counts (a smoke run)")
+    opts = ap.parse_args()
+    build = os.path.abspath(opts.build)
+    daemon = os.path.join(build, "daemon", "orphand")
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    rows, notes = [], []
+    for name, full, quick in BENCHMARKS:
+        if name == "shim":
+            r, n = shim_ratio(build, opts.quick)
+            rows += r
+            notes += [f"shim_ratio.py: {l.lstrip('- ')}" for l in n]
+            continue
+        prog = os.path.join(build, "bench", name)
+        r, n = run([prog, "--daemon", daemon] + (quick if opts.quick else full))
+        rows += r
+        notes += [l.lstrip("- ") for l in n]
+    elapsed = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
+
+    print(f"## orphand benchmarks, {started:%Y-%m-%d %H:%M} UTC{' (quick)' if opts.quick else ''}")
+    print()
+    print(f"Machine: {machine()}. Every baseline was measured in the same run, interleaved with "
+          f"orphand. Total time {elapsed:.0f} s.")
+    print()
+    print(HEADER)
+    for r in rows:
+        print(r)
+    print()
+    print("Details:")
+    print()
+    for n in notes:
+        print(f"- {n}")
+    return 0 if not any("failed (exit" in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
