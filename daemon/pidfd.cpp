@@ -81,6 +81,8 @@ int pidfd_get_info(int pidfd, ProcessInfo *info) {
     if (::ioctl(pidfd, kPidfdGetInfo, &raw) < 0)
         return -errno;
     *info = ProcessInfo{};
+    // A reaped process reports only its exit status: no pid, no credentials.
+    info->have_pid = (raw.mask & kInfoPid) && raw.pid != 0;
     info->pid = static_cast<pid_t>(raw.pid);
     info->ppid = static_cast<pid_t>(raw.ppid);
     if (raw.mask & kInfoCreds) {
@@ -138,14 +140,18 @@ const KernelFeatures &kernel_features() {
     return features;
 }
 
-Result<pid_t> pidfd_pid(int fd) {
+Result<pid_t> pidfd_pid(int fd, ProcessInfo *out) {
     if (kernel_features().pidfd_info) {
         ProcessInfo info;
         int r = pidfd_get_info(fd, &info);
         // A reaped process's pidfd still answers (with its exit status) but reports no pid.
-        if (r == 0)
-            return info.pid > 0 ? Result<pid_t>(info.pid)
-                                : Result<pid_t>(Error{-ESRCH, "pidfd of a reaped process"});
+        if (r == 0 && !info.have_pid)
+            return Error{-ESRCH, "pidfd of a reaped process"};
+        if (r == 0) {
+            if (out)
+                *out = info;
+            return info.pid;
+        }
         if (r == -ENOTTY || r == -EINVAL || r == -EBADF)
             return Error{-EBADF, "not a pidfd"};
         return Error{r, "PIDFD_GET_INFO"};
@@ -199,8 +205,8 @@ Result<PidFd> PidFd::open(pid_t pid) {
     return PidFd(pid, std::move(fd));
 }
 
-Result<PidFd> PidFd::adopt(UniqueFd fd) {
-    auto pid = pidfd_pid(fd.get());
+Result<PidFd> PidFd::adopt(UniqueFd fd, ProcessInfo *info) {
+    auto pid = pidfd_pid(fd.get(), info);
     if (!pid)
         return pid.error();
     return PidFd(*pid, std::move(fd));

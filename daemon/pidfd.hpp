@@ -20,6 +20,7 @@ inline constexpr long kPidfsMagic = 0x50494446; // PID_FS_MAGIC, Linux 6.9
 
 // What PIDFD_GET_INFO (Linux 6.13; exit status 6.15) reports. Fields are valid as `mask` says.
 struct ProcessInfo {
+    bool have_pid = false; // false once the process is reaped
     bool have_creds = false;
     pid_t pid = 0;
     pid_t ppid = 0;
@@ -41,9 +42,10 @@ class PidFd {
 
     // Opens a pidfd for `pid` (close-on-exec). -ESRCH if there is no such process.
     static Result<PidFd> open(pid_t pid);
-    // Takes ownership of `fd`, verifying it is a pidfd; reads its pid from the kernel.
+    // Takes ownership of `fd`, verifying it is a pidfd; reads its pid from the kernel, and
+    // fills `info` (if given) when the kernel has PIDFD_GET_INFO.
     // -EBADF if `fd` is not a pidfd, -ESRCH if its process is already reaped.
-    static Result<PidFd> adopt(UniqueFd fd);
+    static Result<PidFd> adopt(UniqueFd fd, ProcessInfo *info = nullptr);
 
     pid_t pid() const { return pid_; }
     int fd() const { return fd_.get(); }
@@ -89,7 +91,7 @@ int pidfd_get_info(int pidfd, ProcessInfo *info);
 
 // The pid a pidfd refers to in our pid namespace, from PIDFD_GET_INFO or /proc/self/fdinfo.
 // -EBADF if `fd` is not a pidfd; -ESRCH if the process is reaped.
-Result<pid_t> pidfd_pid(int fd);
+Result<pid_t> pidfd_pid(int fd, ProcessInfo *info = nullptr);
 
 // All pids of the process behind a pidfd, outermost (our namespace) first (fdinfo NSpid).
 // Returns the number of levels written (at most out.size()), or a negative errno.

@@ -553,45 +553,54 @@ void Server::handle_v1(Connection *c, const proto::Request &q, FdBatch *fds) {
     }
 }
 
-void Server::check_identity(Connection *c) {
-    if (c->identity_checked)
-        return;
-    c->identity_checked = true;
-    static const ino_t our_userns = ns_inode("/proc/self/ns/user");
+bool Server::peer_foreign(Connection *c) {
+    if (c->pidns_known)
+        return c->foreign_pidns;
+    c->pidns_known = true;
     static const ino_t our_pidns = ns_inode("/proc/self/ns/pid");
-    pid_t pid = c->peer.pid;
-    char path[64];
     // The peer's pid (from SO_PEERCRED, in our namespace) is 0 if the peer is invisible to us.
-    if (pid <= 0) {
+    // Otherwise NSpid lists its pid at each level from ours down: one level means ours. That
+    // works through the pidfd without ptrace access to the peer's /proc entries, which an
+    // orphand running under DynamicUser= lacks for other users.
+    std::array<pid_t, 8> levels{};
+    int n = c->peer.pid > 0 && c->peer_pidfd.valid() ? pidfd_nspids(c->peer_pidfd.fd(), levels)
+                                                      : 0;
+    if (n >= 1 && levels[0] > 0) {
+        c->foreign_pidns = n > 1;
+        c->peer_inner_pid = levels[n - 1];
+    } else if (c->peer.pid > 0) {
+        // Gone already (its pidfd no longer names pids): fall back to /proc, trusted only if
+        // the peer is still unreaped after the read. If not even that, only pidfds count.
+        char path[64];
+        std::snprintf(path, sizeof(path), "/proc/%d/ns/pid", c->peer.pid);
+        ino_t pidns = ns_inode(path);
+        c->foreign_pidns = !(pidns != 0 && pidns == our_pidns && c->peer_pidfd.valid() &&
+                             c->peer_pidfd.send_signal(0) == 0);
+    } else {
         c->foreign_pidns = true;
-        return;
     }
-    std::snprintf(path, sizeof(path), "/proc/%d/ns/pid", pid);
-    ino_t pidns = ns_inode(path);
-    std::snprintf(path, sizeof(path), "/proc/%d/ns/user", pid);
-    ino_t userns = ns_inode(path);
-    // The /proc entries were read by pid: they are the peer's only if it is still alive now.
-    bool alive = c->peer_pidfd.valid() && c->peer_pidfd.send_signal(0) == 0;
-    if (!alive) {
-        // Gone: treat as foreign (only pidfds are trusted) and unprivileged beyond root.
-        c->foreign_pidns = pidns != our_pidns;
-        c->privileged = c->peer.uid == 0;
-        return;
-    }
-    c->foreign_pidns = pidns != our_pidns;
-    if (c->foreign_pidns) {
-        std::array<pid_t, 8> levels{};
-        int nlevels = pidfd_nspids(c->peer_pidfd.fd(), levels);
-        c->peer_inner_pid = nlevels > 0 ? levels[nlevels - 1] : 0;
-    }
-    // SO_PEERCRED maps the uid into our user namespace: 0 is our root. CAP_KILL counts only
-    // when held in our user namespace.
-    c->privileged = c->peer.uid == 0 || (userns == our_userns && has_cap_kill(c->peer_pidfd, pid));
+    return c->foreign_pidns;
+}
+
+bool Server::peer_privileged(Connection *c) {
+    // SO_PEERCRED maps the uid into our user namespace: 0 is our root.
+    if (c->peer.uid == 0)
+        return true;
+    if (c->privilege_known)
+        return c->privileged;
+    c->privilege_known = true;
+    // CAP_KILL counts only when held in our user namespace. Read lazily: most unprivileged
+    // requests concern the client's own processes and never need it.
+    static const ino_t our_userns = ns_inode("/proc/self/ns/user");
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/%d/ns/user", c->peer.pid);
+    c->privileged = c->peer.pid > 0 && ns_inode(path) == our_userns &&
+                    has_cap_kill(c->peer_pidfd, c->peer.pid);
+    return c->privileged;
 }
 
 Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_pid,
                             const Policy &policy, FdBatch *fds) {
-    check_identity(c);
     if (fds && fds->too_many)
         return {-E2BIG, proto::kTooManyFds};
     size_t nfds = fds ? fds->count : 0;
@@ -599,15 +608,18 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
         return {-EINVAL, proto::kBadPid};
     if (parent_pid == child_pid)
         return {-EINVAL, proto::kSameProcess};
-    if (c->foreign_pidns && nfds == 0)
+    // Raw pids are only meaningful from a client in our pid namespace. The namespace is looked
+    // up only when a request depends on it: pidfds that match the pids in the record (the
+    // shim's case) do not.
+    if (nfds == 0 && peer_foreign(c))
         return {-EXDEV, proto::kForeignPidNamespace};
 
     // Checks a passed pidfd against the pid the client named. A client in another pid
-    // namespace names pids as it sees them; match any level of the process's pids.
+    // namespace names pids as it sees them; then any level of the process's pids matches.
     auto matches = [&](const PidFd &p, uint32_t pid) {
         if (static_cast<uint32_t>(p.pid()) == pid)
             return true;
-        if (!c->foreign_pidns)
+        if (!peer_foreign(c))
             return false;
         std::array<pid_t, 8> levels{};
         int n = pidfd_nspids(p.fd(), levels);
@@ -616,8 +628,8 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
                 return true;
         return false;
     };
-    auto adopt = [&](size_t index, uint32_t pid, Verdict *v) -> PidFd {
-        auto p = PidFd::adopt(std::move(fds->fds[index]));
+    auto adopt = [&](size_t index, uint32_t pid, Verdict *v, ProcessInfo *info) -> PidFd {
+        auto p = PidFd::adopt(std::move(fds->fds[index]), info);
         if (!p) {
             *v = p.code() == -ESRCH ? Verdict{-ESRCH, proto::kNoSuchProcess}
                                     : Verdict{-EBADF, proto::kNotPidfd};
@@ -632,8 +644,10 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
 
     Verdict v;
     PidFd child;
+    // One PIDFD_GET_INFO (6.13+) gives the pid, the parent pid and the credentials.
+    ProcessInfo info;
     if (nfds >= 1) {
-        child = adopt(0, child_pid, &v);
+        child = adopt(0, child_pid, &v, &info);
         if (!child.valid())
             return v;
     } else {
@@ -644,50 +658,44 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
             return {-ESRCH, proto::kNoSuchProcess};
         }
         child = std::move(*p);
+        if (kernel_features().pidfd_info && pidfd_get_info(child.fd(), &info) < 0)
+            info = {};
     }
     pid_t cpid = child.pid();
-    // One PIDFD_GET_INFO answers both questions below where the kernel has it (6.13+).
-    ProcessInfo info;
-    bool have_info = kernel_features().pidfd_info && pidfd_get_info(child.fd(), &info) == 0;
     // Kernel threads are kthreadd (pid 2) and its children; /proc confirms the flag.
-    bool maybe_kthread = !have_info || info.ppid == 2;
+    bool maybe_kthread = !info.have_pid || info.ppid == 2;
     if (cpid == 1 || cpid == 2 || cpid == ::getpid() || (maybe_kthread && is_kernel_thread(cpid)))
         return {-EPERM, proto::kProtectedTarget};
-    if (!c->privileged) {
-        // A passed pidfd proves which process it is, not that the client may signal it.
-        Creds creds;
-        if (have_info && info.have_creds) {
-            creds = {info.ruid, info.euid, info.suid};
-        } else if (auto r = child.creds()) {
-            creds = *r;
-        } else {
-            return {-ESRCH, proto::kNoSuchProcess};
-        }
-        if (c->peer.uid != creds.ruid && c->peer.uid != creds.suid)
-            return {-EPERM, proto::kNotPermitted};
+    // A passed pidfd proves which process it is, not that the client may signal it: kill(2)'s
+    // rule, the client's uid against the child's real or saved uid, unless privileged.
+    Creds creds;
+    if (info.have_creds) {
+        creds = {info.ruid, info.euid, info.suid};
+    } else if (auto r = child.creds()) {
+        creds = *r;
+    } else {
+        return {-ESRCH, proto::kNoSuchProcess};
     }
+    bool own_child = c->peer.uid == creds.ruid || c->peer.uid == creds.suid;
+    if (!own_child && !peer_privileged(c))
+        return {-EPERM, proto::kNotPermitted};
 
     PidFd parent;
     if (nfds >= 2) {
-        parent = adopt(1, parent_pid, &v);
+        parent = adopt(1, parent_pid, &v, nullptr);
         if (!parent.valid())
             return v;
-    } else if (c->foreign_pidns) {
-        // Raw pids mean nothing here; the only parent a foreign client can name without a
-        // pidfd is itself.
-        if (static_cast<pid_t>(parent_pid) != c->peer_inner_pid || !c->peer_pidfd.valid())
-            return {-EXDEV, proto::kForeignPidNamespace};
+    } else if (static_cast<pid_t>(parent_pid) == c->peer.pid ||
+               (peer_foreign(c) && static_cast<pid_t>(parent_pid) == c->peer_inner_pid)) {
+        // The client itself, through the connection's pidfd: no pid race even if it is already
+        // gone. A client in another pid namespace can name no other parent without a pidfd.
+        if (!c->peer_pidfd.valid())
+            return {-ESRCH, proto::kNoSuchProcess};
         parent = PidFd(c->peer.pid, UniqueFd(::fcntl(c->peer_pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
-    } else if (static_cast<pid_t>(parent_pid) == c->peer.pid && c->peer_pidfd.valid()) {
-        // The connection's own pidfd: no pid race even if the client is already gone.
-        if (Process *known = registry_->find(c->peer.pid);
-            known && known->pidfd.pid() == c->peer.pid) {
-            parent = PidFd(c->peer.pid, UniqueFd(::fcntl(known->pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
-        } else {
-            parent = PidFd(c->peer.pid, UniqueFd(::fcntl(c->peer_pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
-        }
         if (!parent.valid())
             return {-errno, proto::kOutOfFds};
+    } else if (peer_foreign(c)) {
+        return {-EXDEV, proto::kForeignPidNamespace};
     } else {
         auto p = PidFd::open(static_cast<pid_t>(parent_pid));
         if (p) {
@@ -700,17 +708,16 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
         }
     }
     return registry_->add(std::move(parent), std::move(child), policy,
-                          Registrant{c->peer.uid, c->peer.pid, c->privileged});
+                          Registrant{c->peer.uid, c->peer.pid, c->peer.uid == 0 || c->privileged});
 }
 
 Verdict Server::do_unregister(Connection *c, uint32_t parent_pid, uint32_t child_pid) {
-    check_identity(c);
     if (!valid_pid(child_pid) || !valid_pid(parent_pid))
         return {-EINVAL, proto::kBadPid};
-    if (c->foreign_pidns)
+    if (peer_foreign(c))
         return {-EXDEV, proto::kForeignPidNamespace};
     return registry_->remove(static_cast<pid_t>(parent_pid), static_cast<pid_t>(child_pid),
-                             Registrant{c->peer.uid, c->peer.pid, c->privileged});
+                             Registrant{c->peer.uid, c->peer.pid, peer_privileged(c)});
 }
 
 void Server::log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child,

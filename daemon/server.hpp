@@ -34,8 +34,11 @@ struct Connection : Source {
     UniqueFd fd;
     struct ucred peer {};
     PidFd peer_pidfd; // from SO_PEERPIDFD, or empty
-    bool privileged = false;
-    bool identity_checked = false; // privileged and namespace checks are done lazily, once
+    // Looked up lazily, once, only when a request depends on them (see peer_privileged and
+    // peer_foreign): the shim's one-record connections need neither.
+    bool privilege_known = false;
+    bool privileged = false; // root, or CAP_KILL in our user namespace
+    bool pidns_known = false;
     bool foreign_pidns = false;
     pid_t peer_inner_pid = 0; // the peer's pid in its own namespace (when foreign)
     bool v1 = false;
@@ -74,7 +77,8 @@ class Server {
     Verdict do_register(Connection *c, uint32_t parent, uint32_t child, const Policy &policy,
                         FdBatch *fds);
     Verdict do_unregister(Connection *c, uint32_t parent, uint32_t child);
-    void check_identity(Connection *c);
+    bool peer_foreign(Connection *c);
+    bool peer_privileged(Connection *c);
     void reply(Connection *c, const void *data, size_t size);
     void send_reply(Connection *c, const proto::Request &q, Verdict v, uint32_t count = 0);
     void flush(Connection *c);
