@@ -3,6 +3,7 @@
 
 import re
 import signal
+import subprocess
 
 import itest as it
 import orphtest as ot
@@ -47,7 +48,7 @@ def main():
 
         # The same through acknowledged mode, with a parent that exits with a status.
         parent2, parent2_fd = ot.spawn(["sh", "-c", "read x; exit 3"],
-                                       stdin=ot.subprocess.PIPE)
+                                       stdin=subprocess.PIPE)
         child2, child2_fd = it.sleeper("orph-child2")
         with d.client() as c:
             r = c.register(parent2.pid, child2.pid)
