@@ -87,12 +87,15 @@ def settled_fds(d):
         return open_fds(d.pid)
 
 
-def rss_kib(pid):
+def memory_kib(pid):
+    """The process's resident memory in KiB: {"VmRSS": all, "RssAnon": heap and stacks}."""
+    out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+            key, _, value = line.partition(":")
+            if key in ("VmRSS", "RssAnon"):
+                out[key] = int(value.split()[0])
+    return out
 
 
 def kernel_thread():
