@@ -722,6 +722,13 @@ Verdict Server::do_unregister(Connection *c, uint32_t parent_pid, uint32_t child
 
 void Server::log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child,
                          Verdict v) {
+    if (v.reason == proto::kNoSuchProcess) {
+        // A child that exited before its registration was read: an ordinary race (a shell
+        // running /bin/true), nothing to warn about.
+        log_fmt(LOG_DEBUG, "ignored {} (parent {}, child {}) from pid {}: child already gone", what,
+                parent, child, c->peer.pid);
+        return;
+    }
     // Client-controlled input: a per-connection cap and a global rate keep a flood of junk
     // from flooding the log.
     if (++c->bad_records > 3 || !input_limiter_.allow())
