@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""Three generations: the grandparent dies, orphand kills the parent, whose death kills the child."""
+"""Three generations: the grandparent dies, orphand kills the parent, and its death the child."""
 
 import signal
 
