@@ -14,8 +14,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <limits>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <system_error>
 
@@ -563,8 +563,7 @@ bool Server::peer_foreign(Connection *c) {
     // works through the pidfd without ptrace access to the peer's /proc entries, which an
     // orphand running under DynamicUser= lacks for other users.
     std::array<pid_t, 8> levels{};
-    int n = c->peer.pid > 0 && c->peer_pidfd.valid() ? pidfd_nspids(c->peer_pidfd.fd(), levels)
-                                                      : 0;
+    int n = c->peer.pid > 0 && c->peer_pidfd.valid() ? pidfd_nspids(c->peer_pidfd.fd(), levels) : 0;
     if (n >= 1 && levels[0] > 0) {
         c->foreign_pidns = n > 1;
         c->peer_inner_pid = levels[n - 1];
@@ -594,8 +593,8 @@ bool Server::peer_privileged(Connection *c) {
     static const ino_t our_userns = ns_inode("/proc/self/ns/user");
     char path[64];
     std::snprintf(path, sizeof(path), "/proc/%d/ns/user", c->peer.pid);
-    c->privileged = c->peer.pid > 0 && ns_inode(path) == our_userns &&
-                    has_cap_kill(c->peer_pidfd, c->peer.pid);
+    c->privileged =
+        c->peer.pid > 0 && ns_inode(path) == our_userns && has_cap_kill(c->peer_pidfd, c->peer.pid);
     return c->privileged;
 }
 
