@@ -41,6 +41,9 @@ const char *usage_text() {
            "  --max-bindings-per-parent N bindings one parent may have (default: 65536)\n"
            "  --max-connections N         connections at once (default: 4096)\n"
            "  --max-connections-per-uid N connections of one unprivileged uid (default: 512)\n"
+           "  --fd-store N                keep bindings in systemd's fd store, which holds up to\n"
+           "                              N fds (the unit's FileDescriptorStoreMax=; default: 0,\n"
+           "                              off)\n"
            "  -h, --help                  show this help\n"
            "  --version                   show the version\n";
 }
@@ -80,6 +83,7 @@ Options parse_options(int argc, char **argv) {
         kMaxPerParent,
         kMaxConn,
         kMaxConnPerUid,
+        kFdStore,
         kVersion,
     };
     static const struct option long_options[] = {
@@ -92,6 +96,7 @@ Options parse_options(int argc, char **argv) {
         {"max-bindings-per-parent", required_argument, nullptr, kMaxPerParent},
         {"max-connections", required_argument, nullptr, kMaxConn},
         {"max-connections-per-uid", required_argument, nullptr, kMaxConnPerUid},
+        {"fd-store", required_argument, nullptr, kFdStore},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, kVersion},
         {nullptr, 0, nullptr, 0},
@@ -155,6 +160,9 @@ Options parse_options(int argc, char **argv) {
             break;
         case kMaxConnPerUid:
             o.max_connections_per_uid = parse_count("--max-connections-per-uid", optarg);
+            break;
+        case kFdStore:
+            o.fd_store_max = parse_count("--fd-store", optarg);
             break;
         case 'h':
             o.help = true;

@@ -296,6 +296,21 @@ bool PidFd::exit_status(int *status) const {
             ++field;
     if (field != 52)
         return false;
+    // The kernel shows 0 here to a reader without ptrace access (orphand under DynamicUser=
+    // watching another user's process): unknown then, not "exited with status 0".
+    static const bool can_ptrace = [] {
+        char self[4096];
+        const char *cap = read_small("/proc/self/status", self, sizeof(self)) > 0
+                              ? find_field(self, "CapEff:")
+                              : nullptr;
+        return cap && (std::strtoull(cap, nullptr, 16) & (1ull << 19)); // CAP_SYS_PTRACE
+    }();
+    if (!can_ptrace) {
+        auto c = creds();
+        uid_t me = ::geteuid();
+        if (!c || c->ruid != me || c->euid != me || c->suid != me)
+            return false;
+    }
     *status = static_cast<int>(std::strtol(p, nullptr, 10));
     return true;
 }

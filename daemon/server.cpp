@@ -150,9 +150,13 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     }
 
     bind_listener();
+    fd_store_ = start_fd_store(options_.fd_store_max, std::move(passed_fds_), *registry_);
+    registry_->set_store(fd_store_.get());
 }
 
 Server::~Server() {
+    // Bindings torn down at exit stay in the fd store: the next start restores them.
+    registry_->set_store(nullptr);
     for (auto &[ptr, conn] : connections_)
         loop_.remove(conn->fd.get());
     connections_.clear();
@@ -174,8 +178,9 @@ void Server::bind_listener() {
                 ::fcntl(fd, F_SETFD, FD_CLOEXEC);
                 ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
             } else {
-                // Not ours to keep: the fd store's entries are handled by the store.
-                ::close(fd);
+                // The fd store's entries: restored once the registry is up.
+                ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+                passed_fds_.push_back({name, UniqueFd(fd)});
             }
         }
     }
@@ -242,8 +247,10 @@ int Server::run() {
             options_.policy.grace_ms == proto::kGraceNever
                 ? std::string("never")
                 : fmt::format("{} ms", options_.policy.grace_ms));
-    if (!getenv("NOTIFY_SOCKET"))
-        log_fmt(LOG_INFO, "not running under systemd: bindings will not survive a restart");
+    if (!fd_store_)
+        log_fmt(LOG_INFO, "{}: bindings will not survive a restart of orphand",
+                getenv("NOTIFY_SOCKET") ? "systemd's fd store is not enabled (--fd-store)"
+                                        : "not running under systemd");
     sd_notify(0, "READY=1");
     update_status();
 
@@ -834,7 +841,7 @@ void Server::status(Connection *c, const proto::Request &q) {
     info.children = s.children;
     info.bindings = s.bindings;
     info.connections = static_cast<uint32_t>(connections_.size());
-    info.features = features_mask();
+    info.features = features_mask() | (fd_store_ ? proto::kFeatureFdStore : 0u);
     info.daemon_pid = static_cast<uint32_t>(::getpid());
     info.default_signal = static_cast<uint32_t>(options_.policy.signal);
     info.default_grace_ms = options_.policy.grace_ms;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "event_loop.hpp"
+#include "fd_store.hpp"
 #include "log.hpp"
 #include "options.hpp"
 #include "pidfd.hpp"
@@ -94,6 +95,8 @@ class Server {
     Options options_;
     EventLoop loop_;
     std::unique_ptr<Registry> registry_;
+    std::unique_ptr<FdStore> fd_store_; // null without systemd's fd store
+    std::vector<StoredFd> passed_fds_;  // fd store entries systemd passed, until restored
     Source listener_source_{Source::Kind::Listener};
     Source signal_source_{Source::Kind::Signal};
     Source timer_source_{Source::Kind::Timer};
