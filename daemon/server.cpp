@@ -3,6 +3,7 @@
 #include "server.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -29,6 +30,7 @@ namespace {
 constexpr size_t kReadSize = 16384;
 constexpr int kReadsPerEvent = 16;
 constexpr int kAcceptsPerEvent = 64;
+constexpr size_t kTrimAfter = 512; // objects gone since the peak worth trimming the heap for
 
 [[noreturn]] void fail(int err, const std::string &what) {
     throw std::system_error(err, std::generic_category(), what);
@@ -255,6 +257,7 @@ int Server::run() {
     update_status();
 
     std::array<struct epoll_event, 256> events;
+    size_t live_high = 0; // most connections + watched processes since the heap was trimmed
     while (!stop_) {
         int n = loop_.wait(events.data(), static_cast<int>(events.size()), -1);
         if (n < 0) {
@@ -301,6 +304,15 @@ int Server::run() {
             (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
         }
         update_status();
+        // glibc keeps freed heap pages: after a burst (a flood of clients, a kill storm) the
+        // daemon would stay at its peak size. Give them back once most of the peak is gone.
+        auto s = registry_->stats();
+        size_t live = connections_.size() + s.parents + s.children;
+        live_high = std::max(live_high, live);
+        if (live_high - live >= kTrimAfter && live <= live_high / 2) {
+            ::malloc_trim(0);
+            live_high = live;
+        }
     }
     sd_notify(0, "STOPPING=1");
     log_fmt(LOG_INFO, "stopping; {} bindings were live", registry_->stats().bindings);
