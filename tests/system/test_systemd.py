@@ -1,0 +1,571 @@
+# SPDX-License-Identifier: MIT
+"""orphand under a real systemd: this machine's root booted ephemerally in systemd-nspawn, with
+the staged install, runs the systemd scenarios (socket activation, the shim in a service,
+restart, crash, the hardened unit, the user units) and checks each outcome on real processes.
+
+The container is a process tree this test starts in a cgroup of its own; it is powered off with
+SIGTERM to systemd-nspawn and, should that fail, killed by pidfd, so nothing outlives the test.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+from orphtest import TIMEOUT, check, fail, skip
+
+BUILD = os.environ["ORPHAND_BUILD_DIR"]
+PREFIX = os.environ["ORPHAND_PREFIX"]
+SBINDIR = os.environ["ORPHAND_SBINDIR"]
+BINDIR = os.environ["ORPHAND_BINDIR"]
+SHIM = os.environ["ORPHAND_INSTALLED_SHIM"]
+SYSTEM_UNIT_DIR = os.environ["ORPHAND_SYSTEM_UNIT_DIR"]
+USER_UNIT_DIR = os.environ["ORPHAND_USER_UNIT_DIR"]
+CATALOG_DIR = os.environ["ORPHAND_CATALOG_DIR"]
+
+STAGE_IN = "/opt/orphand-stage"  # the staged install, read-only inside the container
+PATH = f"{SBINDIR}:{BINDIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+USER, UID = "orphtest", 4242
+BOOT_TIMEOUT = 120
+
+# MESSAGE_IDs (daemon/log.hpp)
+MSG_KILL = "2daf3cc9baae451eb6cfd21148714be8"
+MSG_ALREADY_DEAD = "06dfb135339247e09d098e744577fb5e"
+KILL_FIELDS = ["ORPHAND_PARENT_PID", "ORPHAND_PARENT_COMM", "ORPHAND_PARENT_EXIT",
+               "ORPHAND_CHILD_PID", "ORPHAND_CHILD_COMM", "ORPHAND_SIGNAL",
+               "ORPHAND_REGISTRANT_UID", "ORPHAND_LATENCY_USEC", "PRIORITY"]
+
+timings = {}
+
+
+def pidfd_kill(pid):
+    """SIGKILL a process this test started, through a pidfd (no pid reuse race)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Container:
+    """An ephemeral boot of this machine's root: systemd as PID 1, /etc and /var fresh."""
+
+    def __init__(self, stage, workdir):
+        self.name = f"orphtest{os.getpid()}"
+        self.stage = stage
+        self.log_path = os.path.join(workdir, "nspawn.log")
+        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+            self.cgroups = [f"/sys/fs/cgroup/{self.name}"]
+        else:
+            self.cgroups = [f"/sys/fs/cgroup/{h}/{self.name}" for h in ("systemd", "unified")
+                            if os.path.isdir(f"/sys/fs/cgroup/{h}")]
+        self.proc = None
+        self.init = None
+
+    def start(self):
+        for cg in self.cgroups:
+            os.makedirs(cg, exist_ok=True)
+        cgroups = self.cgroups
+
+        def enter_cgroup():
+            # Before exec: nspawn creates its payload cgroup below its own, never in the root.
+            for cg in cgroups:
+                with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                    f.write(str(os.getpid()))
+
+        argv = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
+                "--private-network", "--directory=/", "--volatile=yes",
+                f"--machine={self.name}",
+                "--bind-ro=/etc/pam.d", "--bind-ro=/etc/security",
+                f"--bind-ro={self.stage}:{STAGE_IN}",
+                f"--overlay-ro={PREFIX}:{self.stage}{PREFIX}:{PREFIX}",
+                "--", "systemd.firstboot=off"]
+        self.log = open(self.log_path, "wb")
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, preexec_fn=enter_cgroup)
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while self.init is None:
+            if self.proc.poll() is not None:
+                fail(f"systemd-nspawn exited with {self.proc.returncode}: {self.log_tail()}")
+            if time.monotonic() > deadline:
+                fail(f"the container's systemd did not appear: {self.log_tail()}")
+            self.init = self.find_init()
+            time.sleep(0.05)
+        # systemctl fails with "Failed to connect to bus" until PID 1 listens here.
+        private = f"/proc/{self.init}/root/run/systemd/private"
+        while not os.path.exists(private):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                fail(f"the container's systemd never listened: {self.log_tail()}")
+            time.sleep(0.05)
+        r = self.run("systemctl", "is-system-running", "--wait", check=False,
+                     timeout=BOOT_TIMEOUT)
+        state = r.stdout.strip()
+        if state not in ("running", "degraded"):
+            fail(f"container boot ended {state!r}: {self.log_tail()}")
+        timings["boot"] = time.monotonic() - t0
+        print(f"container booted ({state}) in {timings['boot']:.2f} s")
+
+    def find_init(self):
+        # The container's PID 1: a child of nspawn whose innermost pid is 1.
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/status") as f:
+                    status = f.read()
+            except OSError:
+                continue
+            ppid = re.search(r"^PPid:\s*(\d+)", status, re.M)
+            nspid = re.search(r"^NSpid:\s*(.*)$", status, re.M)
+            if (ppid and int(ppid.group(1)) == self.proc.pid and nspid
+                    and nspid.group(1).split()[-1] == "1" and len(nspid.group(1).split()) > 1):
+                return int(entry)
+        return None
+
+    def log_tail(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-3000:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def run(self, *args, user=None, check=True, input=None, timeout=60):
+        """Runs a command inside the container (as root, or as `user` with its runtime dir)."""
+        cmd = ["nsenter", "-t", str(self.init), "-a", "--", "env", "-i", f"PATH={PATH}",
+               "LANG=C.UTF-8", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER=cat"]
+        if user:
+            cmd += ["runuser", "-u", user, "--", "env", f"XDG_RUNTIME_DIR=/run/user/{UID}"]
+        cmd += list(args)
+        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and r.returncode != 0:
+            fail(f"{' '.join(args)} failed ({r.returncode}): {r.stdout}{r.stderr}")
+        return r
+
+    def sh(self, script, **kw):
+        return self.run("sh", "-c", script, **kw)
+
+    def state(self, pid):
+        """A container pid's state letter, read through the container's /proc; None if gone."""
+        try:
+            with open(f"/proc/{self.init}/root/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return None
+
+    def alive(self, pid):
+        return self.state(pid) not in (None, "Z", "X")
+
+    def wait_dead(self, pids, timeout=TIMEOUT, since=None):
+        """Waits until every pid is dead; the seconds since `since` (or since the call)."""
+        t0 = time.monotonic() if since is None else since
+        while any(self.alive(p) for p in pids):
+            if time.monotonic() - t0 > timeout:
+                fail(f"still alive after {timeout} s: {[p for p in pids if self.alive(p)]}")
+            time.sleep(0.005)
+        return time.monotonic() - t0
+
+    def wait_until(self, pred, what, timeout=TIMEOUT):
+        t0 = time.monotonic()
+        while not pred():
+            if time.monotonic() - t0 > timeout:
+                fail(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(0.05)
+        return time.monotonic() - t0
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            t0 = time.monotonic()
+            self.proc.send_signal(signal.SIGTERM)  # orderly poweroff of the container
+            try:
+                self.proc.wait(timeout=60)
+                print(f"container powered off in {time.monotonic() - t0:.2f} s")
+            except subprocess.TimeoutExpired:
+                print("container did not power off in 60 s: killing it", file=sys.stderr)
+        # Whatever is still in our cgroups was started by this test (nspawn and the container).
+        for _ in range(50):
+            pids = self.cgroup_pids()
+            if not pids:
+                break
+            for pid in pids:
+                pidfd_kill(pid)
+            time.sleep(0.1)
+        if self.proc:
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+            self.log.close()
+        for cg in self.cgroups:
+            for root, dirs, _ in os.walk(cg, topdown=False):
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    pass
+        shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
+
+    def cgroup_pids(self):
+        pids = set()
+        for cg in self.cgroups:
+            for root, _, files in os.walk(cg):
+                if "cgroup.procs" in files:
+                    try:
+                        with open(os.path.join(root, "cgroup.procs")) as f:
+                            pids.update(int(x) for x in f.read().split())
+                    except OSError:
+                        pass
+        pids.discard(os.getpid())
+        return pids
+
+
+# --- helpers over the container -------------------------------------------------------------
+
+def spawn(c, unit, argv, user=None, uid=None):
+    """Starts argv as a transient service of the container's (or a user's) manager; its pid."""
+    opts = ["--user"] if user else []
+    if uid is not None:
+        opts.append(f"--uid={uid}")
+    c.run("systemd-run", *opts, f"--unit={unit}", "--collect", "--quiet", "--", *argv,
+          user=user)
+    pid = c.run("systemctl", *(["--user"] if user else []), "show", "-P", "MainPID", unit,
+                user=user).stdout.strip()
+    check(pid.isdigit() and int(pid) > 0, f"{unit} has no main pid ({pid!r})")
+    return int(pid)
+
+
+def bindings(c, user=None):
+    out = c.run("orphanctl", "list", user=user).stdout
+    return set((int(p), int(ch)) for p, ch in re.findall(r"\[(\d+)\]\s+\S*\[(\d+)\]", out))
+
+
+def show(c, unit, prop):
+    return c.run("systemctl", "show", "-P", prop, unit).stdout.strip()
+
+
+def journal(c, unit="orphand"):
+    out = c.run("journalctl", "-u", unit, "-o", "json", "--no-pager").stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def wait_journal(c, pred, what):
+    found = []
+
+    def probe():
+        found[:] = [e for e in journal(c) if pred(e)]
+        return bool(found)
+    c.wait_until(probe, what)
+    return found
+
+
+def main_pid(c):
+    return int(show(c, "orphand.service", "MainPID"))
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+def scenario1_socket_activation(c):
+    c.sh(f"cp {STAGE_IN}{SYSTEM_UNIT_DIR}/orphand.socket {STAGE_IN}{SYSTEM_UNIT_DIR}/"
+         "orphand.service /etc/systemd/system/ && systemctl daemon-reload")
+    c.run("systemctl", "enable", "--now", "orphand.socket")
+    check(c.run("systemctl", "is-active", "orphand.socket").stdout.strip() == "active",
+          "orphand.socket is not active")
+    # /proc/net/unix: flags 00010000 (__SO_ACCEPTCON) mark a listening socket.
+    with open(f"/proc/{c.init}/net/unix") as f:  # the container's network namespace
+        listening = [line.split() for line in f
+                     if line.rstrip().endswith(" /run/orphand/orphand.sock")]
+    check(any(fields[3] == "00010000" for fields in listening),
+          f"nothing listens on /run/orphand/orphand.sock: {listening}")
+    mode = c.run("stat", "-c", "%a", "/run/orphand/orphand.sock").stdout.strip()
+    check(mode == "666", f"socket mode {mode}")
+    state = c.run("systemctl", "is-active", "orphand.service", check=False).stdout.strip()
+    check(state == "inactive", f"orphand.service started before any client: {state}")
+    t0 = time.monotonic()
+    r = c.run("orphanctl", "ping")
+    timings["first ping (socket activation)"] = time.monotonic() - t0
+    print(f"scenario 1: {r.stdout.strip()}")
+    check(c.run("systemctl", "is-active", "orphand.service").stdout.strip() == "active",
+          "the first client did not start orphand.service")
+    # Type=notify: READY=1 made it active; STATUS= and the watchdog are live.
+    status = show(c, "orphand.service", "StatusText")
+    check(re.fullmatch(r"watching \d+ parents, \d+ children; \d+ killed since start", status),
+          f"StatusText {status!r}")
+    check(show(c, "orphand.service", "WatchdogUSec") not in ("", "0", "infinity"),
+          "no watchdog")
+    status = c.run("orphanctl", "status").stdout
+    check(re.search(r"restart safety\s+yes", status),
+          f"orphanctl status does not report the fd store: {status}")
+    print(f"scenario 1: socket active, service started by the first client in "
+          f"{timings['first ping (socket activation)'] * 1000:.0f} ms")
+
+
+def scenario2_shim_service(c):
+    # The main process starts a worker that forks three long sleepers, all under the shim.
+    c.sh("cat > /etc/orphtest-worker.sh", input=(
+        "bash -c 'sleep 1000 & sleep 1000 & sleep 1000 & "
+        "echo $$ $(jobs -p) > /run/orphtest-worker.pids; wait' &\n"
+        "wait\nexec sleep infinity\n"))
+    c.sh("cat > /etc/systemd/system/orphtest-worker.service && systemctl daemon-reload",
+         input=f"""[Service]
+Environment=LD_PRELOAD={SHIM}
+ExecStart=/bin/bash /etc/orphtest-worker.sh
+""")
+    c.run("systemctl", "start", "orphtest-worker.service")
+    main = int(show(c, "orphtest-worker.service", "MainPID"))
+    pids_file = f"/proc/{c.init}/root/run/orphtest-worker.pids"
+    c.wait_until(lambda: os.path.exists(pids_file) and
+                 len(open(pids_file).read().split()) == 4, "the worker's pid file")
+    worker, *sleepers = (int(x) for x in open(pids_file).read().split())
+    c.wait_until(lambda: {(worker, s) for s in sleepers} <= bindings(c),
+                 "the shim's bindings of the three sleepers")
+    check(all(c.alive(p) for p in sleepers), "a sleeper died early")
+    t0 = time.monotonic()
+    c.run("kill", "-KILL", str(worker))
+    took = c.wait_dead(sleepers, since=t0)
+    timings["shim: sleepers dead after the worker's SIGKILL"] = took
+    check(c.alive(main), "the service's main process died")
+    check(c.run("systemctl", "is-active", "orphtest-worker.service").stdout.strip() == "active",
+          "the worker service is no longer active")
+    def kills():
+        return [e for e in journal(c) if e.get("MESSAGE_ID") == MSG_KILL and
+                e.get("ORPHAND_PARENT_PID") == str(worker)]
+    c.wait_until(lambda: len(kills()) >= 3, "three kill entries in the journal")
+    entries = kills()
+    check(sorted(int(e["ORPHAND_CHILD_PID"]) for e in entries) == sorted(sleepers),
+          f"kill entries name {[e['ORPHAND_CHILD_PID'] for e in entries]}, not {sleepers}")
+    for e in entries:
+        missing = [f for f in KILL_FIELDS if f not in e]
+        check(not missing, f"kill entry lacks {missing}: {e}")
+        check(e["ORPHAND_CHILD_COMM"] == "sleep", f"child comm {e['ORPHAND_CHILD_COMM']!r}")
+        check(e["ORPHAND_PARENT_COMM"] == "bash", f"parent comm {e['ORPHAND_PARENT_COMM']!r}")
+        # Empty where the kernel does not tell orphand (a zombie of another user, not yet
+        # reaped: /proc hides its exit code from an orphand without ptrace access).
+        check(e["ORPHAND_PARENT_EXIT"] in ("killed by SIGKILL", ""),
+              f"parent exit {e['ORPHAND_PARENT_EXIT']!r}")
+        check(e["ORPHAND_SIGNAL"] == "SIGTERM", f"signal {e['ORPHAND_SIGNAL']!r}")
+        check(e["ORPHAND_REGISTRANT_UID"] == "0", "registrant uid")
+        check(e["PRIORITY"] == "5", f"priority {e['PRIORITY']}")
+    latencies = [int(e["ORPHAND_LATENCY_USEC"]) for e in entries]
+    print(f"scenario 2: 3 sleepers dead {took * 1000:.0f} ms after the worker's SIGKILL "
+          f"(orphand's latencies {latencies} us), main process {main} alive, 3 journal "
+          f"entries with {', '.join(KILL_FIELDS)}")
+    print(f"  e.g. MESSAGE={entries[0]['MESSAGE']!r}")
+    c.run("systemctl", "stop", "orphtest-worker.service")
+
+
+def scenario3_restart(c):
+    parent = spawn(c, "orphtest-p3", ["sleep", "1000"])
+    child = spawn(c, "orphtest-c3", ["sleep", "1000"])
+    c.run("orphanctl", "register", str(parent), str(child))
+    check(show(c, "orphand.service", "NFileDescriptorStore") == "2",
+          f"fd store holds {show(c, 'orphand.service', 'NFileDescriptorStore')} fds, not 2")
+    old = main_pid(c)
+    t0 = time.monotonic()
+    c.run("systemctl", "restart", "orphand.service")
+    timings["systemctl restart"] = time.monotonic() - t0
+    check(main_pid(c) not in (0, old), "orphand did not restart")
+    check((parent, child) in bindings(c), "the binding did not survive the restart")
+    t0 = time.monotonic()
+    c.run("kill", "-KILL", str(parent))
+    took = c.wait_dead([child], since=t0)
+    timings["restart: child dead after its parent's death"] = took
+    check(show(c, "orphand.service", "NFileDescriptorStore") == "0",
+          "the ended binding's entry is still in the fd store")
+    print(f"scenario 3: restart took {timings['systemctl restart'] * 1000:.0f} ms; binding "
+          f"restored; child dead {took * 1000:.0f} ms after the parent's SIGKILL")
+
+
+def scenario4_crash(c):
+    c.run("systemctl", "reset-failed", "orphand.service", check=False)
+    parent = spawn(c, "orphtest-p4", ["sleep", "1000"])
+    child = spawn(c, "orphtest-c4", ["sleep", "1000"])
+    c.run("orphanctl", "register", str(parent), str(child))
+    old = main_pid(c)
+    t0 = time.monotonic()
+    c.run("kill", "-KILL", str(old))
+    c.wait_until(lambda: main_pid(c) not in (0, old) and
+                 show(c, "orphand.service", "ActiveState") == "active", "orphand's restart")
+    timings["crash: back after SIGKILL"] = time.monotonic() - t0
+    check((parent, child) in bindings(c), "the binding did not survive the crash")
+    t0 = time.monotonic()
+    c.run("kill", "-KILL", str(parent))
+    took = c.wait_dead([child], since=t0)
+    print(f"scenario 4: back {timings['crash: back after SIGKILL'] * 1000:.0f} ms after "
+          f"SIGKILL; binding restored; child dead {took * 1000:.0f} ms after its parent")
+
+    # A parent that dies while orphand is down: its child dies as soon as orphand is back.
+    c.sh("mkdir -p /etc/systemd/system/orphand.service.d && cat > "
+         "/etc/systemd/system/orphand.service.d/orphtest.conf && systemctl daemon-reload",
+         input="[Service]\nRestartSec=2s\n")
+    c.run("systemctl", "reset-failed", "orphand.service", check=False)
+    parent = spawn(c, "orphtest-p4b", ["sleep", "1000"])
+    child = spawn(c, "orphtest-c4b", ["sleep", "1000"])
+    c.run("orphanctl", "register", str(parent), str(child))
+    old = main_pid(c)
+    c.run("kill", "-KILL", str(old))
+    c.wait_until(lambda: main_pid(c) == 0, "orphand's death")
+    t0 = time.monotonic()
+    c.run("kill", "-KILL", str(parent))
+    c.wait_dead([parent])  # reaped by the container's systemd while orphand is down
+    check(c.alive(child), "the child died while orphand was down")
+    check(show(c, "orphand.service", "NFileDescriptorStore") == "2",
+          "the binding's entry is not held while orphand is down")
+    c.wait_until(lambda: main_pid(c) != 0, "orphand's delayed restart", timeout=TIMEOUT + 5)
+    back = time.monotonic()
+    took = c.wait_dead([child])
+    timings["down: child dead after orphand came back"] = time.monotonic() - back
+    entries = wait_journal(c, lambda e: e.get("MESSAGE_ID") == MSG_ALREADY_DEAD and
+                           e.get("ORPHAND_CHILD_PID") == str(child), "the already-dead entry")
+    check(entries[0].get("ORPHAND_PARENT_PID") == str(parent), "already-dead entry's parent")
+    print(f"scenario 4: parent killed while orphand was down ({time.monotonic() - t0:.1f} s "
+          f"restart delay); child dead {took * 1000:.0f} ms after orphand's new main pid "
+          f"appeared; entry: {entries[0]['MESSAGE']!r}")
+    c.sh("rm -r /etc/systemd/system/orphand.service.d && systemctl daemon-reload")
+
+
+def scenario5_hardened(c):
+    pid = main_pid(c)
+    status = open(f"/proc/{c.init}/root/proc/{pid}/status").read()
+    uid = int(re.search(r"^Uid:\s*(\d+)", status, re.M).group(1))
+    capeff = int(re.search(r"^CapEff:\s*([0-9a-f]+)", status, re.M).group(1), 16)
+    check(uid != 0, "orphand runs as root")
+    check(capeff == 1 << 5, f"orphand's effective capabilities are {capeff:#x}, not CAP_KILL")
+    # Another user (nobody) registers its own processes; orphand kills that user's child.
+    parent = spawn(c, "orphtest-p5", ["sleep", "1000"], uid="nobody")
+    child = spawn(c, "orphtest-c5", ["sleep", "1000"], uid="nobody")
+    c.run("runuser", "-u", "nobody", "--", "orphanctl", "register", str(parent), str(child))
+    check((parent, child) in bindings(c), "nobody's binding is not listed")
+    # Unregistering by pid (no pidfds) works for another user's peer too.
+    other = spawn(c, "orphtest-c5b", ["sleep", "1000"], uid="nobody")
+    c.run("runuser", "-u", "nobody", "--", "orphanctl", "register", str(parent), str(other))
+    c.run("runuser", "-u", "nobody", "--", "orphanctl", "unregister", str(parent), str(other))
+    check((parent, other) not in bindings(c), "nobody could not unregister its binding")
+    # nobody may not bind root's processes.
+    r = c.run("runuser", "-u", "nobody", "--", "orphanctl", "register", str(parent),
+              str(main_pid(c)), check=False)
+    check(r.returncode != 0, "nobody bound a process it does not own")
+    t0 = time.monotonic()
+    c.run("kill", "-KILL", str(parent))
+    took = c.wait_dead([child], since=t0)
+    check(c.alive(other), "the unregistered child was killed")
+    c.run("systemctl", "stop", "orphtest-c5b.service")
+    out = c.run("systemd-analyze", "security", "--no-pager", "orphand.service").stdout
+    m = re.search(r"Overall exposure level for orphand\.service: (\d+\.\d+)", out)
+    check(m, f"no exposure level in: {out[-500:]}")
+    timings["security exposure"] = float(m.group(1))
+    print(f"scenario 5: orphand runs as uid {uid} with CapEff {capeff:#x}; nobody's child "
+          f"dead {took * 1000:.0f} ms after its parent; systemd-analyze security "
+          f"orphand.service: {m.group(1)}")
+    check(float(m.group(1)) <= 1.0, f"exposure {m.group(1)} is above 1.0")
+
+
+def scenario6_user_instance(c):
+    c.sh(f"grep -q '^{USER}:' /etc/passwd || {{ "
+         f"echo '{USER}:x:{UID}:{UID}::/tmp:/bin/sh' >> /etc/passwd && "
+         f"echo '{USER}:x:{UID}:' >> /etc/group && "
+         f"{{ [ ! -e /etc/shadow ] || echo '{USER}:!*:19000::::::' >> /etc/shadow; }}; }}")
+    c.sh(f"mkdir -p /etc/systemd/user && cp {STAGE_IN}{USER_UNIT_DIR}/orphand.socket "
+         f"{STAGE_IN}{USER_UNIT_DIR}/orphand.service /etc/systemd/user/")
+    c.run("systemctl", "start", f"user@{UID}.service")
+    c.run("systemctl", "--user", "enable", "--now", "orphand.socket", user=USER)
+    state = c.run("systemctl", "--user", "is-active", "orphand.service", user=USER,
+                  check=False).stdout.strip()
+    check(state == "inactive", f"the user's orphand.service started before a client: {state}")
+    parent = spawn(c, "orphtest-p6", ["sleep", "1000"], user=USER)
+    child = spawn(c, "orphtest-c6", ["sleep", "1000"], user=USER)
+    t0 = time.monotonic()
+    c.run("orphanctl", "register", str(parent), str(child), user=USER)
+    timings["user: first registration (socket activation)"] = time.monotonic() - t0
+    check(c.run("systemctl", "--user", "is-active", "orphand.service",
+                user=USER).stdout.strip() == "active", "the user's orphand did not start")
+    upid = int(c.run("systemctl", "--user", "show", "-P", "MainPID", "orphand.service",
+                     user=USER).stdout)
+    status = open(f"/proc/{c.init}/root/proc/{upid}/status").read()
+    check(re.search(r"^Uid:\s*(\d+)", status, re.M).group(1) == str(UID),
+          "the user's orphand does not run as the user")
+    check(re.search(r"^CapEff:\s*0+$", status, re.M), "the user's orphand has capabilities")
+    check((parent, child) in bindings(c, user=USER), "the user's binding is not listed")
+    t0 = time.monotonic()
+    c.run("kill", "-KILL", str(parent), user=USER)
+    took = c.wait_dead([child], since=t0)
+    print(f"scenario 6: user {USER}'s orphand (uid {UID}, no capabilities) socket-activated "
+          f"in {timings['user: first registration (socket activation)'] * 1000:.0f} ms; "
+          f"child dead {took * 1000:.0f} ms after its parent")
+
+
+def check_catalog(stage):
+    """The installed catalog parses and explains every MESSAGE_ID."""
+    r = subprocess.run(["journalctl", f"--root={stage}", "--update-catalog"],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, f"journalctl --update-catalog: {r.stderr}")
+    out = subprocess.run(["journalctl", f"--root={stage}", "--list-catalog"],
+                         capture_output=True, text=True).stdout
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "daemon", "log.hpp")) as f:
+        ids = re.findall(r'"([0-9a-f]{32})"', f.read())
+    check(ids, "no MESSAGE_IDs in daemon/log.hpp")
+    for i in ids:
+        check(i in out, f"MESSAGE_ID {i} is not in the installed catalog")
+    print(f"catalog: {len(ids)} MESSAGE_IDs explained")
+
+
+def main():
+    if os.geteuid() != 0:
+        skip("needs root to boot a container")
+    for tool in ("systemd-nspawn", "nsenter", "systemctl", "journalctl"):
+        if not shutil.which(tool):
+            skip(f"{tool} is not installed (.ci/build installs it)")
+    if not os.path.isdir("/sys/fs/cgroup"):
+        skip("no cgroup file system")
+    work = tempfile.mkdtemp(prefix="orphand-system-")
+    stage = os.path.join(work, "stage")
+    container = None
+    try:
+        r = subprocess.run(["meson", "install", "-C", BUILD, "--destdir", stage,
+                            "--no-rebuild", "--quiet"], capture_output=True, text=True)
+        check(r.returncode == 0, f"meson install failed: {r.stdout}{r.stderr}")
+        for path in (SBINDIR + "/orphand", BINDIR + "/orphanctl", SHIM,
+                     SYSTEM_UNIT_DIR + "/orphand.socket", USER_UNIT_DIR + "/orphand.socket",
+                     CATALOG_DIR + "/orphand.catalog"):
+            check(os.path.exists(stage + path), f"{path} is not installed")
+        check_catalog(stage)
+        container = Container(stage, work)
+        container.start()
+        for scenario in (scenario1_socket_activation, scenario2_shim_service,
+                         scenario3_restart, scenario4_crash, scenario5_hardened,
+                         scenario6_user_instance):
+            t0 = time.monotonic()
+            scenario(container)
+            print(f"  ({scenario.__name__}: {time.monotonic() - t0:.2f} s)")
+        print("timings: " + "; ".join(
+            f"{k} {v:.3f}" + ("" if k == "security exposure" else " s")
+            for k, v in timings.items()))
+    except Exception as e:  # noqa: BLE001 - any failure: report it with orphand's journal
+        if isinstance(e, AssertionError):
+            print(f"FAIL: {e}", file=sys.stderr)
+        else:
+            traceback.print_exc()
+        if container and container.init:
+            r = container.run("journalctl", "-u", "orphand", "--no-pager", "-n", "40",
+                              check=False)
+            print(f"orphand's journal:\n{r.stdout}", file=sys.stderr)
+        return 1
+    finally:
+        if container:
+            container.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
