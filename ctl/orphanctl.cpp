@@ -188,7 +188,7 @@ std::string format_grace(uint32_t ms) {
     return ms % 1000 == 0 ? fmt::format("{}s", ms / 1000) : fmt::format("{}ms", ms);
 }
 
-int cmd_register(Client &c, std::vector<std::string> args) {
+int cmd_register(const std::string &path, std::vector<std::string> args) {
     proto::Request q{};
     q.action = proto::kRegister;
     std::vector<std::string> pos;
@@ -229,16 +229,18 @@ int cmd_register(Client &c, std::vector<std::string> args) {
     UniqueFd parent(sys_pidfd_open(static_cast<pid_t>(q.parent), 0));
     int fds[2] = {child.get(), parent.get()};
     // A parent that no longer exists is sent as a bare pid: the daemon kills the child at once.
+    Client c(path);
     return report(c.call(q, fds, parent ? 2 : 1), fmt::format("register {} {}", q.parent, q.child));
 }
 
-int cmd_unregister(Client &c, const std::vector<std::string> &args) {
+int cmd_unregister(const std::string &path, const std::vector<std::string> &args) {
     if (args.size() != 2)
         usage_error("unregister needs PARENT and CHILD");
     proto::Request q{};
     q.action = proto::kUnregister;
     q.parent = parse_pid("parent", args[0].c_str());
     q.child = parse_pid("child", args[1].c_str());
+    Client c(path);
     return report(c.call(q), fmt::format("unregister {} {}", q.parent, q.child));
 }
 
@@ -312,20 +314,40 @@ int cmd_status(Client &c, const std::string &path) {
     return 0;
 }
 
-int cmd_run(std::vector<std::string> args) {
+// The shim to preload: $ORPHAND_SHIM, else the installed one, else the one built beside this
+// orphanctl (build/ctl/orphanctl -> build/shim/orphand-forkwait.so).
+std::string shim_path() {
+    if (const char *env = std::getenv("ORPHAND_SHIM"); env && *env)
+        return env;
+    if (::access(ORPHAND_SHIM_PATH, R_OK) == 0)
+        return ORPHAND_SHIM_PATH;
+    char self[4096];
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        std::string dir(self, static_cast<size_t>(n));
+        dir.erase(dir.rfind('/'));
+        std::string built = dir + "/../shim/orphand-forkwait.so";
+        if (::access(built.c_str(), R_OK) == 0)
+            return built;
+    }
+    return ORPHAND_SHIM_PATH;
+}
+
+int cmd_run(std::vector<std::string> args, const std::string &socket_option) {
     if (!args.empty() && args[0] == "--")
         args.erase(args.begin());
     if (args.empty())
         usage_error("run needs a command");
-    std::string shim = ORPHAND_SHIM_PATH;
-    if (const char *env = std::getenv("ORPHAND_SHIM"); env && *env)
-        shim = env;
+    std::string shim = shim_path();
     if (::access(shim.c_str(), R_OK) != 0)
         die(fmt::format("cannot read the shim {}: {}", shim, std::strerror(errno)));
     std::string preload = shim;
     if (const char *old = std::getenv("LD_PRELOAD"); old && *old)
         preload += std::string(":") + old;
     ::setenv("LD_PRELOAD", preload.c_str(), 1);
+    // The shim finds the daemon through ORPHAND_SOCKET; --socket sets it for the command.
+    if (!socket_option.empty())
+        ::setenv("ORPHAND_SOCKET", socket_option.c_str(), 1);
     std::vector<char *> argv;
     for (auto &a : args)
         argv.push_back(a.data());
@@ -367,7 +389,7 @@ int main(int argc, char **argv) {
     std::string command = argv[i];
     std::vector<std::string> args(argv + i + 1, argv + argc);
     if (command == "run")
-        return cmd_run(args);
+        return cmd_run(args, socket_option);
     std::string path = socket_path(socket_option);
     if (command == "ping") {
         if (!args.empty())
@@ -380,14 +402,12 @@ int main(int argc, char **argv) {
         std::printf("orphand is alive on %s\n", path.c_str());
         return 0;
     }
-    if (command == "register") {
-        Client c(path);
-        return cmd_register(c, args);
-    }
-    if (command == "unregister") {
-        Client c(path);
-        return cmd_unregister(c, args);
-    }
+    // Arguments are checked before connecting: a usage error is one whether or not a daemon
+    // is running.
+    if (command == "register")
+        return cmd_register(path, args);
+    if (command == "unregister")
+        return cmd_unregister(path, args);
     if (command == "list" || command == "status") {
         if (!args.empty())
             usage_error(fmt::format("{} takes no arguments", command));

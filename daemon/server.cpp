@@ -240,15 +240,15 @@ int Server::run() {
     const auto &k = kernel_features();
     log_fmt(LOG_INFO,
             "orphand {} listening on {} ({}); SO_PEERPIDFD {}, PIDFD_GET_INFO {}, exit status "
-            "{}; default policy {} then SIGKILL after {}",
+            "{}; default policy {}, {}",
             ORPHAND_VERSION,
             socket_activated_ ? std::string("the socket systemd passed") : quoted(bound_path_),
             socket_activated_ ? "socket-activated" : "bound", k.peer_pidfd ? "yes" : "no",
             k.pidfd_info ? "yes" : "no", k.exit_info ? "yes" : "no",
             signal_name(options_.policy.signal),
             options_.policy.grace_ms == proto::kGraceNever
-                ? std::string("never")
-                : fmt::format("{} ms", options_.policy.grace_ms));
+                ? std::string("no SIGKILL escalation")
+                : fmt::format("then SIGKILL after {} ms", options_.policy.grace_ms));
     if (!fd_store_)
         log_fmt(LOG_INFO, "{}: bindings will not survive a restart of orphand",
                 getenv("NOTIFY_SOCKET") ? "systemd's fd store is not enabled (--fd-store)"
@@ -352,7 +352,7 @@ void Server::on_listener() {
                 (void)loop_.modify(listener_.get(), 0, &listener_source_);
                 if (input_limiter_.allow())
                     log_fmt(LOG_WARNING, "out of file descriptors; not accepting connections "
-                                         "until one closes");
+                                         "until a connection or a watched process frees one");
             }
             return;
         }
@@ -374,8 +374,10 @@ void Server::on_listener() {
         }
         bool root = c->peer.uid == 0;
         uint32_t &per_uid = connections_per_uid_[c->peer.uid];
-        if (connections_.size() >= options_.max_connections ||
-            (!root && per_uid >= options_.max_connections_per_uid)) {
+        // 0 means unlimited, as for the binding limits.
+        if ((options_.max_connections && connections_.size() >= options_.max_connections) ||
+            (!root && options_.max_connections_per_uid &&
+             per_uid >= options_.max_connections_per_uid)) {
             if (per_uid == 0)
                 connections_per_uid_.erase(c->peer.uid);
             if (input_limiter_.allow())
@@ -821,7 +823,12 @@ void Server::list(Connection *c, const proto::Request &q) {
     std::vector<proto::BindingInfo> infos;
     infos.reserve(registry_->stats().bindings);
     uint64_t now = monotonic_ns();
+    // Unprivileged clients see their own bindings only: who registered what, and which of
+    // another user's processes are watched, is not theirs to know.
+    bool all = peer_privileged(c);
     registry_->for_each([&](const Binding &b) {
+        if (!all && b.registrant.uid != c->peer.uid)
+            return;
         proto::BindingInfo i{};
         i.parent_pid = static_cast<uint32_t>(b.parent->pidfd.pid());
         i.child_pid = static_cast<uint32_t>(b.child->pidfd.pid());

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import select
+import shutil
 import signal
 import socket
 import struct
@@ -168,8 +169,13 @@ class Daemon:
                 self.proc.wait()
         if getattr(self, "log", None):
             self.log.close()
+        if os.path.exists(self.log_path):
+            self.final_log = self.read_log()  # still readable once the directory is gone
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def read_log(self):
+        if not os.path.exists(self.log_path):
+            return getattr(self, "final_log", "")
         with open(self.log_path, "rb") as f:
             return f.read().decode(errors="replace")
 
