@@ -256,67 +256,86 @@ int Server::run() {
     sd_notify(0, "READY=1");
     update_status();
 
-    std::array<struct epoll_event, 256> events;
-    size_t live_high = 0; // most connections + watched processes since the heap was trimmed
     while (!stop_) {
-        int n = loop_.wait(events.data(), static_cast<int>(events.size()), -1);
-        if (n < 0) {
-            if (n == -EINTR)
-                continue;
-            log_fmt(LOG_ERR, "epoll_wait failed: {}", std::strerror(-n));
+        if (!dispatch(-1))
             return 1;
-        }
-        for (int i = 0; i < n; ++i) {
-            auto *source = static_cast<Source *>(events[i].data.ptr);
-            switch (source->kind) {
-            case Source::Kind::Process:
-                registry_->process_exited(static_cast<Process *>(source));
-                break;
-            case Source::Kind::Connection:
-                on_connection(static_cast<Connection *>(source), events[i].events);
-                break;
-            case Source::Kind::Listener:
-                on_listener();
-                break;
-            case Source::Kind::Signal:
-                on_signal();
-                break;
-            case Source::Kind::Timer:
-                registry_->timer_fired();
-                break;
-            case Source::Kind::Watchdog: {
-                uint64_t expirations;
-                (void)!::read(watchdog_fd_.get(), &expirations, sizeof(expirations));
-                sd_notify(0, "WATCHDOG=1");
-                break;
-            }
-            }
-        }
-        // Freed only now: an event later in the batch may point at them.
-        for (Connection *c : closed_)
-            connections_.erase(c);
-        bool freed = !closed_.empty();
-        closed_.clear();
-        // A process that exited closed its pidfd: a listener paused on EMFILE may accept again.
-        freed |= registry_->collect() > 0;
-        if (listener_paused_ && freed) {
-            listener_paused_ = false;
-            (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
-        }
-        update_status();
-        // glibc keeps freed heap pages: after a burst (a flood of clients, a kill storm) the
-        // daemon would stay at its peak size. Give them back once most of the peak is gone.
-        auto s = registry_->stats();
-        size_t live = connections_.size() + s.parents + s.children;
-        live_high = std::max(live_high, live);
-        if (live_high - live >= kTrimAfter && live <= live_high / 2) {
-            ::malloc_trim(0);
-            live_high = live;
-        }
     }
     sd_notify(0, "STOPPING=1");
     log_fmt(LOG_INFO, "stopping; {} bindings were live", registry_->stats().bindings);
     return 0;
+}
+
+bool Server::dispatch(int timeout_ms) {
+    std::array<struct epoll_event, 256> events;
+    int n = loop_.wait(events.data(), static_cast<int>(events.size()), timeout_ms);
+    if (n < 0) {
+        if (n == -EINTR)
+            return true;
+        log_fmt(LOG_ERR, "epoll_wait failed: {}", std::strerror(-n));
+        return false;
+    }
+    for (int i = 0; i < n; ++i) {
+        auto *source = static_cast<Source *>(events[i].data.ptr);
+        switch (source->kind) {
+        case Source::Kind::Process:
+            registry_->process_exited(static_cast<Process *>(source));
+            break;
+        case Source::Kind::Connection:
+            on_connection(static_cast<Connection *>(source), events[i].events);
+            break;
+        case Source::Kind::Listener:
+            on_listener();
+            break;
+        case Source::Kind::Signal:
+            on_signal();
+            break;
+        case Source::Kind::Timer:
+            registry_->timer_fired();
+            break;
+        case Source::Kind::Watchdog: {
+            uint64_t expirations;
+            (void)!::read(watchdog_fd_.get(), &expirations, sizeof(expirations));
+            sd_notify(0, "WATCHDOG=1");
+            break;
+        }
+        }
+    }
+    // Freed only now: an event later in the batch may point at them.
+    for (Connection *c : closed_)
+        connections_.erase(c);
+    bool freed = !closed_.empty();
+    closed_.clear();
+    // A process that exited closed its pidfd: a listener paused on EMFILE may accept again.
+    freed |= registry_->collect() > 0;
+    if (listener_paused_ && freed) {
+        listener_paused_ = false;
+        (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
+    }
+    update_status();
+    // glibc keeps freed heap pages: after a burst (a flood of clients, a kill storm) the
+    // daemon would stay at its peak size. Give them back once most of the peak is gone.
+    auto s = registry_->stats();
+    size_t live = connections_.size() + s.parents + s.children;
+    live_high_ = std::max(live_high_, live);
+    if (live_high_ - live >= kTrimAfter && live <= live_high_ / 2) {
+        ::malloc_trim(0);
+        live_high_ = live;
+    }
+    return true;
+}
+
+void Server::adopt_connection(UniqueFd fd, const struct ucred &peer) {
+    auto c = std::make_unique<Connection>();
+    c->fd = std::move(fd);
+    c->peer = peer;
+    if (peer.pid > 0)
+        if (auto p = PidFd::open(peer.pid))
+            c->peer_pidfd = std::move(*p);
+    Connection *raw = c.get();
+    if (auto r = loop_.add(raw->fd.get(), EPOLLIN, raw); !r)
+        return;
+    ++connections_per_uid_[peer.uid];
+    connections_.emplace(raw, std::move(c));
 }
 
 void Server::on_signal() {

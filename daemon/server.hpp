@@ -67,6 +67,13 @@ class Server {
     // For tests: handle one complete message as if read from `c`.
     Registry &registry() { return *registry_; }
 
+    // For tests and fuzzing: waits at most timeout_ms (-1: forever) for events and handles
+    // them, as one turn of run(). False if the loop failed.
+    bool dispatch(int timeout_ms);
+    // For tests and fuzzing: serves `fd` (taken), one end of a connected stream socket, as a
+    // client whose identity is `peer` (as SO_PEERCRED reports it), as if just accepted.
+    void adopt_connection(UniqueFd fd, const struct ucred &peer);
+
   private:
     void bind_listener();
     void on_listener();
@@ -114,6 +121,7 @@ class Server {
     uint64_t start_ns_ = 0;
     std::string bound_path_;
     std::string last_status_;
+    size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
 };
 
 } // namespace orphand
