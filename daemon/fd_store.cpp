@@ -125,6 +125,32 @@ Result<void> FdStore::notify(std::string_view text, const int *fds, size_t nfds)
     }
 }
 
+namespace {
+
+// True if `p` takes part in a binding other than `b`, whose entry may hold p's pidfd already.
+bool in_other_binding(const Process &p, const Binding &b) {
+    if (p.children && (p.children != &b || b.next_child))
+        return true;
+    return p.parents && (p.parents != &b || b.next_parent);
+}
+
+} // namespace
+
+int FdStore::entry_fd(const Process &p, const Binding &b, UniqueFd *copy) {
+    // systemd drops an fd whose open file description it already stores (a process's pidfd
+    // sent with a second binding): such an entry would come back incomplete. Each entry gets
+    // its own description then, from pidfd_open; it names the same process if the original
+    // pidfd has not exited after the open (the pid cannot have been reused before that).
+    if (!in_other_binding(p, b))
+        return p.pidfd.fd();
+    copy->reset(sys_pidfd_open(p.pidfd.pid(), 0));
+    if (!*copy || p.pidfd.exited()) {
+        errno = *copy ? ESRCH : errno;
+        return -1;
+    }
+    return copy->get();
+}
+
 void FdStore::binding_added(const Binding &b) {
     if (restoring_)
         return; // its entry is already in the store
@@ -134,8 +160,12 @@ void FdStore::binding_added(const Binding &b) {
         why = "systemd's fd store is full (FileDescriptorStoreMax=, --fd-store)";
     } else {
         std::string text = "FDSTORE=1\nFDPOLL=0\nFDNAME=" + fd_store_name(describe(b));
-        int fds[2] = {b.parent->pidfd.fd(), b.child->pidfd.fd()};
-        if (auto r = notify(text, fds, 2); !r) {
+        UniqueFd parent_copy, child_copy;
+        int fds[2] = {entry_fd(*b.parent, b, &parent_copy), entry_fd(*b.child, b, &child_copy)};
+        if (fds[0] < 0 || fds[1] < 0) {
+            why = "cannot open a pidfd for the entry";
+            err = errno;
+        } else if (auto r = notify(text, fds, 2); !r) {
             why = r.error().what;
             err = -r.code();
         } else {

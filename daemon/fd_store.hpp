@@ -76,6 +76,8 @@ class FdStore final : public BindingStore {
         : socket_(std::move(socket)), max_fds_(max_fds) {}
     Result<void> notify(std::string_view text, const int *fds, size_t nfds);
     void remove(const std::string &name);
+    // The fd to store for `p` in b's entry: p's own pidfd, or a new one kept in `copy`.
+    static int entry_fd(const Process &p, const Binding &b, UniqueFd *copy);
     friend std::unique_ptr<FdStore> start_fd_store(uint32_t, std::vector<StoredFd>, Registry &);
 
     UniqueFd socket_;

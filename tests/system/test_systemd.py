@@ -231,11 +231,12 @@ class Container:
 
 # --- helpers over the container -------------------------------------------------------------
 
-def spawn(c, unit, argv, user=None, uid=None):
+def spawn(c, unit, argv, user=None, uid=None, props=()):
     """Starts argv as a transient service of the container's (or a user's) manager; its pid."""
     opts = ["--user"] if user else []
     if uid is not None:
         opts.append(f"--uid={uid}")
+    opts += [f"--property={p}" for p in props]
     c.run("systemd-run", *opts, f"--unit={unit}", "--collect", "--quiet", "--", *argv,
           user=user)
     pid = c.run("systemctl", *(["--user"] if user else []), "show", "-P", "MainPID", unit,
@@ -383,6 +384,37 @@ def scenario3_restart(c):
           "the ended binding's entry is still in the fd store")
     print(f"scenario 3: restart took {timings['systemctl restart'] * 1000:.0f} ms; binding "
           f"restored; child dead {took * 1000:.0f} ms after the parent's SIGKILL")
+
+    # Many bindings (hundreds of stored fds, past the default soft fd limit of 1024 that broke
+    # restarts): a parent under the shim forks them, and all are still enforced after a restart.
+    n = 400
+    c.sh("cat > /etc/orphtest-many.sh", input=(
+        f"for i in $(seq {n}); do sleep 1000 & done\n"
+        "echo $(jobs -p) > /run/orphtest-many.pids\nexec sleep infinity\n"))
+    # KillMode=process: when the parent dies, systemd leaves its children to orphand.
+    parent = spawn(c, "orphtest-many", ["/bin/bash", "/etc/orphtest-many.sh"],
+                   props=[f"Environment=LD_PRELOAD={SHIM}", "KillMode=process"])
+    pids_file = f"/proc/{c.init}/root/run/orphtest-many.pids"
+    c.wait_until(lambda: os.path.exists(pids_file) and
+                 len(open(pids_file).read().split()) == n, f"{n} sleepers")
+    children = [int(x) for x in open(pids_file).read().split()]
+    c.wait_until(lambda: sum(1 for b in bindings(c) if b[0] == parent) == n,
+                 f"{n} bindings", timeout=TIMEOUT * 3)
+    stored = int(show(c, "orphand.service", "NFileDescriptorStore"))
+    check(stored == 2 * n, f"the fd store holds {stored} fds for {n} bindings")
+    t0 = time.monotonic()
+    c.run("systemctl", "restart", "orphand.service")
+    timings[f"restart with {n} bindings"] = time.monotonic() - t0
+    restored = sum(1 for b in bindings(c) if b[0] == parent)
+    check(restored == n, f"{restored} of {n} bindings survived the restart")
+    t0 = time.monotonic()
+    c.run("systemctl", "kill", "--signal=KILL", "--kill-who=main", "orphtest-many.service")
+    took = c.wait_dead(children, since=t0, timeout=TIMEOUT * 3)
+    check(show(c, "orphand.service", "NFileDescriptorStore") == "0",
+          "ended bindings are still in the fd store")
+    print(f"scenario 3: {n} bindings ({2 * n} stored fds) restored by a restart of "
+          f"{timings[f'restart with {n} bindings'] * 1000:.0f} ms; all {n} children dead "
+          f"{took * 1000:.0f} ms after their parent's SIGKILL")
 
 
 def scenario4_crash(c):
