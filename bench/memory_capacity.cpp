@@ -83,6 +83,8 @@ Fill fill(const std::string &daemon_bin, const Pool &pool, long fd_limit, double
         f.slab_per_binding = static_cast<double>(slab1 - slab0) * 1024.0 / f.bindings;
     }
     if (idle_s > 0) {
+        // Let the daemon finish answering and go back to sleep: that switch is not idle cost.
+        sleep_ns(200'000'000);
         long v0 = proc_status_field(d.pid(), "voluntary_ctxt_switches:");
         long n0 = proc_status_field(d.pid(), "nonvoluntary_ctxt_switches:");
         sleep_ns(static_cast<uint64_t>(idle_s * 1e9));

@@ -217,11 +217,17 @@ int main(int argc, char **argv) {
         if ((pidfds[i] = pidfd_open(pool[i])) < 0)
             die("pidfd_open: %s", std::strerror(errno));
 
+    // --mode NAME measures one mode only (for profiling the daemon under one load).
+    const char *only = args.get("--mode", nullptr);
+    const char *const kKeys[] = {"floor-kernel", "plain", "pidfds", "floor-connect",
+                                 "per-connection"};
     std::vector<double> rate[kModes];
     for (int round = 0; round < rounds; ++round) {
         // Rotate the order each round so no mode always follows the same one.
         for (int k = 0; k < kModes; ++k) {
             int m = (k + round) % kModes;
+            if (only && std::strcmp(only, kKeys[m]) != 0)
+                continue;
             double r = 0;
             switch (m) {
             case kFloorKernel:
@@ -248,6 +254,8 @@ int main(int argc, char **argv) {
 
     Summary s[kModes];
     for (int m = 0; m < kModes; ++m) {
+        if (rate[m].empty())
+            continue;
         s[m] = summarize(rate[m]);
         note("registration, %s: %d rounds of %zu bindings: median %s/s, worst round %s/s, best "
              "%s/s",
@@ -257,6 +265,8 @@ int main(int argc, char **argv) {
     auto cell = [&](int m) {
         return fmt("%s/s (worst %s)", fmt_num(s[m].p50).c_str(), fmt_num(s[m].min).c_str());
     };
+    if (only)
+        return 0; // a profiling run: the notes say it all
     const Summary &fk = s[kFloorKernel], &fc = s[kFloorConnect];
     row("2. Registrations/s, one connection, plain records", cell(kPlain),
         "kernel floor " + cell(kFloorKernel), fmt("%.2fx", s[kPlain].p50 / fk.p50), ">= 120,000/s",

@@ -14,8 +14,10 @@ import argparse
 import datetime
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -48,6 +50,20 @@ def machine():
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return (f"{platform.system()} {platform.release()}, {cpu} x {os.cpu_count()} CPUs, "
             f"{mem_gb:.0f} GiB RAM; load average at start {load}")
+
+
+def revision():
+    """The commit measured, and whether the daemon or shim sources differ from it."""
+    top = os.path.join(HERE, "..")
+    try:
+        rev = subprocess.run(["git", "-C", top, "rev-parse", "--short", "HEAD"], text=True,
+                             capture_output=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--", "daemon",
+                                "shim", "protocol"], text=True, capture_output=True).stdout
+    except OSError:
+        return "unknown revision"
+    return f"commit {rev}" + (" plus uncommitted changes in daemon/, shim/ or protocol/"
+                              if dirty.strip() else "")
 
 
 def run(argv):
@@ -90,31 +106,56 @@ def shim_ratio(build, quick):
         "| 3. Shim fork+exec+wait ratio | see details | - | - | <= 1.10 | - |"], notes + rows
 
 
+# What the benchmarks run, relative to the build directory.
+SNAPSHOT = ["daemon/orphand", "ctl/orphanctl", "shim/orphand-forkwait.so",
+            "bench/shim/fork_exec_true"] + [f"bench/{b[0]}" for b in BENCHMARKS if b[0] != "shim"]
+
+
+def snapshot(build):
+    """Copies the built programs into a private tree with the build directory's layout, so that a
+    rebuild in the shared build directory during the run cannot swap a binary mid-measurement."""
+    root = tempfile.mkdtemp(prefix="orphand-bench-build-")
+    for rel in SNAPSHOT:
+        src = os.path.join(build, rel)
+        if os.path.exists(src):
+            os.makedirs(os.path.join(root, os.path.dirname(rel)), exist_ok=True)
+            shutil.copy2(src, os.path.join(root, rel))
+    return root
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--build", default=os.path.join(HERE, "..", "build"))
     ap.add_argument("--quick", action="store_true", help="tiny sample counts (a smoke run)")
     opts = ap.parse_args()
-    build = os.path.abspath(opts.build)
+    built = os.path.abspath(opts.build)
+    build = snapshot(built)
+    try:
+        return measure(build, opts.quick)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+
+
+def measure(build, quick):
     daemon = os.path.join(build, "daemon", "orphand")
 
     started = datetime.datetime.now(datetime.timezone.utc)
     rows, notes = [], []
     for name, full, quick in BENCHMARKS:
         if name == "shim":
-            r, n = shim_ratio(build, opts.quick)
+            r, n = shim_ratio(build, quick)
             rows += r
             notes += [f"shim_ratio.py: {l.lstrip('- ')}" for l in n]
             continue
         prog = os.path.join(build, "bench", name)
-        r, n = run([prog, "--daemon", daemon] + (quick if opts.quick else full))
+        r, n = run([prog, "--daemon", daemon] + (quick if quick else full))
         rows += r
         notes += [l.lstrip("- ") for l in n]
     elapsed = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
 
-    print(f"## orphand benchmarks, {started:%Y-%m-%d %H:%M} UTC{' (quick)' if opts.quick else ''}")
+    print(f"## orphand benchmarks, {started:%Y-%m-%d %H:%M} UTC{' (quick)' if quick else ''}")
     print()
-    print(f"Machine: {machine()}. Every baseline was measured in the same run, interleaved with "
+    print(f"Machine: {machine()}. Built from {revision()}. Every baseline was measured in the same run, interleaved with "
           f"orphand. Total time {elapsed:.0f} s.")
     print()
     print(HEADER)
