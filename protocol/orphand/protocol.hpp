@@ -207,6 +207,9 @@ class Framer {
     // [data, data + len), in order, completing one left over from a previous call. Returns the
     // number of messages delivered.
     template <typename F> size_t feed(const unsigned char *data, size_t len, F &&on_message) {
+        // An empty read may come with a null pointer, which memcpy must never see.
+        if (len == 0)
+            return 0;
         size_t delivered = 0;
         size_t pos = 0;
         if (have_ > 0) {
