@@ -41,6 +41,7 @@ struct Fill {
     bool refused = false;
     long idle_switches = -1;
     bool alive_after = false, kills_after = false;
+    double list_ms = 0, stop_ms = 0; // LIST of every binding; SIGTERM to exit
     std::string log_line;
 };
 
@@ -92,6 +93,13 @@ Fill fill(const std::string &daemon_bin, const Pool &pool, long fd_limit, double
         long n1 = proc_status_field(d.pid(), "nonvoluntary_ctxt_switches:");
         f.idle_switches = (v1 - v0) + (n1 - n0);
     }
+    {
+        uint64_t t0 = now_ns();
+        proto::Reply r = c.call(Client::request(proto::kList));
+        std::vector<proto::BindingInfo> infos(r.count);
+        read_all(c.fd(), infos.data(), infos.size() * sizeof(proto::BindingInfo));
+        f.list_ms = static_cast<double>(now_ns() - t0) / 1e6;
+    }
     // At the limit the daemon still answers, and a parent's death still kills its child (which
     // frees two fds).
     f.alive_after = c.call(Client::request(proto::kPing)).error == 0;
@@ -110,6 +118,9 @@ Fill fill(const std::string &daemon_bin, const Pool &pool, long fd_limit, double
             }
         std::fclose(log);
     }
+    uint64_t t0 = now_ns();
+    d.stop();
+    f.stop_ms = static_cast<double>(now_ns() - t0) / 1e6;
     return f;
 }
 
@@ -156,6 +167,8 @@ int main(int argc, char **argv) {
          fd_limit, first.refusal.error, std::strerror(-first.refusal.error), first.refusal.reason,
          proto::reason_text(first.refusal.reason), first.alive_after ? "yes" : "no",
          first.kills_after ? "yes" : "no");
+    note("at %zu bindings: LIST of all of them took %s ms; SIGTERM to exit took %s ms",
+         first.bindings, fmt_num(first.list_ms).c_str(), fmt_num(first.stop_ms).c_str());
     if (!first.log_line.empty())
         note("the daemon's log at the refusal: `%s`", first.log_line.c_str());
 
