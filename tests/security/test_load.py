@@ -24,6 +24,12 @@ WORKER = os.path.join(st.HERE, "load_worker.py")
 SLACK_KIB = 256  # allocator slack (hash tables, fragments) above the baseline heap
 
 
+def sanitized(pid):
+    """True if the process runs with AddressSanitizer's runtime (a sanitizer build)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return "libasan" in f.read()
+
+
 def main():
     with st.daemon() as d:
         bystanders = [ot.sleeper() for _ in range(10)]
@@ -95,9 +101,13 @@ def main():
         kills = after["kills"] - kills_before
         ot.check(kills == total["killed"],
                  f"the daemon sent {kills} kills for {total['killed']} children of dead parents")
-        ot.check(final["RssAnon"] <= baseline["RssAnon"] + SLACK_KIB,
-                 f"heap {final['RssAnon']} KiB did not return to the baseline "
-                 f"{baseline['RssAnon']} KiB")
+        if sanitized(d.pid):
+            # ASan's allocator quarantines what is freed: the heap cannot shrink back there.
+            print("heap bound not checked: the daemon runs under AddressSanitizer")
+        else:
+            ot.check(final["RssAnon"] <= baseline["RssAnon"] + SLACK_KIB,
+                     f"heap {final['RssAnon']} KiB did not return to the baseline "
+                     f"{baseline['RssAnon']} KiB")
         ot.check(d.alive() and d.ping(), "daemon not serving")
 
 
