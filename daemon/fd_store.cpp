@@ -6,6 +6,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 
 #include <cerrno>
@@ -32,17 +33,46 @@ StoredBinding describe(const Binding &b) {
     s.child_inode = inode_of(b.child->pidfd.fd());
     s.policy = b.policy;
     s.registrant = b.registrant;
+    s.parent_comm = b.parent->comm.data();
     return s;
+}
+
+// A command name in hex: FDNAME allows printable ASCII without ':', and names may hold any byte.
+std::string hex(std::string_view text) {
+    static const char digits[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : text) {
+        out += digits[c >> 4];
+        out += digits[c & 15];
+    }
+    return out;
+}
+
+bool unhex(std::string_view text, std::string *out) {
+    if (text.size() % 2 || text.size() > 2 * (proto::kCommLen - 1))
+        return false;
+    auto value = [](char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    };
+    out->clear();
+    for (size_t i = 0; i < text.size(); i += 2) {
+        int hi = value(text[i]), lo = value(text[i + 1]);
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+            return false;
+        *out += static_cast<char>(hi << 4 | lo);
+    }
+    return true;
 }
 
 } // namespace
 
 std::string fd_store_name(const StoredBinding &b) {
     char name[256];
-    std::snprintf(name, sizeof(name), "b1.p%d.i%" PRIu64 ".c%d.j%" PRIu64 ".s%d.g%u.u%u.r%d.x%d",
-                  b.parent_pid, b.parent_inode, b.child_pid, b.child_inode, b.policy.signal,
-                  b.policy.grace_ms, b.registrant.uid, b.registrant.pid,
-                  b.registrant.privileged ? 1 : 0);
+    std::snprintf(name, sizeof(name),
+                  "b1.p%d.i%" PRIu64 ".c%d.j%" PRIu64 ".s%d.g%u.u%u.r%d.x%d.n%s", b.parent_pid,
+                  b.parent_inode, b.child_pid, b.child_inode, b.policy.signal, b.policy.grace_ms,
+                  b.registrant.uid, b.registrant.pid, b.registrant.privileged ? 1 : 0,
+                  hex(b.parent_comm.substr(0, proto::kCommLen - 1)).c_str());
     return name;
 }
 
@@ -53,10 +83,10 @@ bool parse_fd_store_name(std::string_view name, StoredBinding *out) {
     StoredBinding b;
     int privileged = 0, end = 0;
     unsigned long long pino = 0, cino = 0;
-    if (std::sscanf(text.c_str(), "b1.p%d.i%llu.c%d.j%llu.s%d.g%u.u%u.r%d.x%d%n", &b.parent_pid,
+    if (std::sscanf(text.c_str(), "b1.p%d.i%llu.c%d.j%llu.s%d.g%u.u%u.r%d.x%d.n%n", &b.parent_pid,
                     &pino, &b.child_pid, &cino, &b.policy.signal, &b.policy.grace_ms,
                     &b.registrant.uid, &b.registrant.pid, &privileged, &end) != 9 ||
-        static_cast<size_t>(end) != text.size())
+        end <= 0 || !unhex(std::string_view(text).substr(static_cast<size_t>(end)), &b.parent_comm))
         return false;
     if (b.parent_pid <= 0 || b.child_pid <= 0 || b.parent_pid == b.child_pid ||
         b.policy.signal < 1 || b.policy.signal >= NSIG || (privileged != 0 && privileged != 1))
@@ -71,7 +101,8 @@ bool parse_fd_store_name(std::string_view name, StoredBinding *out) {
     return true;
 }
 
-Result<std::unique_ptr<FdStore>> FdStore::connect(uint32_t max_fds) {
+Result<std::unique_ptr<FdStore>> FdStore::connect(uint32_t max_fds, EventLoop &loop,
+                                                  uint32_t delay_ms) {
     const char *path = std::getenv("NOTIFY_SOCKET");
     if (!path || (path[0] != '/' && path[0] != '@'))
         return Error{-ENOENT, "NOTIFY_SOCKET is not set"};
@@ -95,7 +126,14 @@ Result<std::unique_ptr<FdStore>> FdStore::connect(uint32_t max_fds) {
     (void)::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
     if (::connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), addr_len) < 0)
         return Error{-errno, "connect NOTIFY_SOCKET"};
-    return std::unique_ptr<FdStore>(new FdStore(std::move(fd), max_fds));
+    UniqueFd timer(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    if (!timer)
+        return Error{-errno, "timerfd_create"};
+    std::unique_ptr<FdStore> store(
+        new FdStore(std::move(fd), max_fds, loop, std::move(timer), uint64_t{delay_ms} * 1000000u));
+    if (auto r = loop.add(store->timer_.get(), EPOLLIN, &store->timer_source_); !r)
+        return r.error();
+    return store;
 }
 
 Result<void> FdStore::notify(std::string_view text, const int *fds, size_t nfds) {
@@ -154,6 +192,56 @@ int FdStore::entry_fd(const Process &p, const Binding &b, UniqueFd *copy) {
 void FdStore::binding_added(const Binding &b) {
     if (restoring_)
         return; // its entry is already in the store
+    if (delay_ns_ == 0) {
+        store(b);
+        return;
+    }
+    waiting_.insert(&b);
+    queue_.push_back({&b, b.created_ns});
+    rearm();
+}
+
+void FdStore::rearm() {
+    uint64_t next = queue_.empty() ? 0 : queue_.front().created_ns + delay_ns_;
+    if (next == armed_ns_)
+        return;
+    struct itimerspec its {};
+    its.it_value.tv_sec = static_cast<time_t>(next / 1000000000u);
+    its.it_value.tv_nsec = static_cast<long>(next % 1000000000u);
+    if (::timerfd_settime(timer_.get(), next ? TFD_TIMER_ABSTIME : 0, &its, nullptr) == 0)
+        armed_ns_ = next;
+}
+
+void FdStore::timer_fired() {
+    uint64_t expirations;
+    (void)!::read(timer_.get(), &expirations, sizeof(expirations));
+    uint64_t now = monotonic_ns();
+    while (!queue_.empty() && queue_.front().created_ns + delay_ns_ <= now) {
+        Waiting w = queue_.front();
+        queue_.pop_front();
+        // A queued binding that ended is no longer in waiting_; its address may belong to a
+        // newer binding by now, which the creation time tells apart.
+        if (waiting_.count(w.binding) && w.binding->created_ns == w.created_ns) {
+            waiting_.erase(w.binding);
+            store(*w.binding);
+        }
+    }
+    armed_ns_ = ~uint64_t{0}; // the timer has expired: program the next deadline (or none)
+    rearm();
+}
+
+void FdStore::flush() {
+    for (const Waiting &w : queue_) {
+        if (waiting_.count(w.binding) && w.binding->created_ns == w.created_ns) {
+            waiting_.erase(w.binding);
+            store(*w.binding);
+        }
+    }
+    queue_.clear();
+    rearm();
+}
+
+void FdStore::store(const Binding &b) {
     const char *why = nullptr;
     int err = 0;
     if (stored_fds_ + 2 > max_fds_) {
@@ -182,8 +270,8 @@ void FdStore::binding_added(const Binding &b) {
 }
 
 void FdStore::binding_removed(const Binding &b) {
-    if (unstored_.erase(&b) > 0)
-        return;
+    if (waiting_.erase(&b) > 0 || unstored_.erase(&b) > 0)
+        return; // never stored
     remove(fd_store_name(describe(b)));
     stored_fds_ -= stored_fds_ >= 2 ? 2 : stored_fds_;
 }
@@ -246,7 +334,8 @@ RestoreCounts FdStore::restore(std::vector<StoredFd> entries, Registry &registry
             continue;
         }
         Verdict v = registry.add(PidFd(s.parent_pid, std::move(parent_fd)),
-                                 PidFd(s.child_pid, std::move(child_fd)), s.policy, s.registrant);
+                                 PidFd(s.child_pid, std::move(child_fd)), s.policy, s.registrant,
+                                 s.parent_comm.c_str());
         if (v.error == 0 && v.reason == proto::kOk) {
             ++counts.restored;
             stored_fds_ += 2;
@@ -259,8 +348,9 @@ RestoreCounts FdStore::restore(std::vector<StoredFd> entries, Registry &registry
     return counts;
 }
 
-std::unique_ptr<FdStore> start_fd_store(uint32_t max_fds, std::vector<StoredFd> passed,
-                                        Registry &registry) {
+std::unique_ptr<FdStore> start_fd_store(uint32_t max_fds, uint32_t delay_ms,
+                                        std::vector<StoredFd> passed, Registry &registry,
+                                        EventLoop &loop) {
     if (max_fds == 0 || !std::getenv("NOTIFY_SOCKET")) {
         if (!passed.empty())
             log_fmt(LOG_WARNING,
@@ -268,7 +358,7 @@ std::unique_ptr<FdStore> start_fd_store(uint32_t max_fds, std::vector<StoredFd> 
                     passed.size());
         return nullptr;
     }
-    auto store = FdStore::connect(max_fds);
+    auto store = FdStore::connect(max_fds, loop, delay_ms);
     if (!store) {
         log_fmt(LOG_WARNING, "cannot use systemd's fd store: {}: {}", store.error().what,
                 std::strerror(-store.code()));
@@ -299,9 +389,9 @@ std::unique_ptr<FdStore> start_fd_store(uint32_t max_fds, std::vector<StoredFd> 
                 c.restored, n, c.parent_dead, c.gone, c.invalid);
     }
     log_fmt(LOG_INFO,
-            "bindings are kept in systemd's fd store (up to {} fds): they survive "
-            "restarts and crashes of orphand",
-            max_fds);
+            "bindings are kept in systemd's fd store (up to {} fds) once they have lived {} ms: "
+            "they survive restarts and crashes of orphand",
+            max_fds, delay_ms);
     return std::move(*store);
 }
 

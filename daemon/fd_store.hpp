@@ -6,12 +6,14 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 #include <vector>
 
+#include "event_loop.hpp"
 #include "log.hpp"
 #include "registry.hpp"
 #include "result.hpp"
@@ -33,6 +35,7 @@ struct StoredBinding {
     uint64_t child_inode = 0;
     Policy policy;
     Registrant registrant;
+    std::string parent_comm; // its log name, should the parent die while orphand is down
 };
 
 // The FDNAME of a binding's entry: unique per binding (its two processes' pids and pidfs
@@ -58,7 +61,11 @@ class FdStore final : public BindingStore {
   public:
     // Connects to $NOTIFY_SOCKET. `max_fds` is the unit's FileDescriptorStoreMax=: bindings
     // beyond it are not stored (and a warning says they will not survive a restart).
-    static Result<std::unique_ptr<FdStore>> connect(uint32_t max_fds);
+    // A binding is stored once it has lived `delay_ms`: most children (a build's compilers, a
+    // shell's commands) live less, and every entry costs PID 1 work that grows with the size
+    // of the store. The delay's timer is in `loop`, armed only while a binding waits.
+    static Result<std::unique_ptr<FdStore>> connect(uint32_t max_fds, EventLoop &loop,
+                                                    uint32_t delay_ms);
 
     // Re-creates the bindings of the entries systemd passed back, through Registry::add (a
     // parent that died meanwhile has its children killed at once), and removes the entries of
@@ -68,20 +75,42 @@ class FdStore final : public BindingStore {
     void binding_added(const Binding &b) override;
     void binding_removed(const Binding &b) override;
 
+    // The loop calls it when the delay timer fires: stores the bindings old enough.
+    void timer_fired();
+    // Stores every waiting binding now (a clean stop: the restart that follows loses nothing).
+    void flush();
+
     // Fds currently held in the store for our bindings.
     uint32_t stored_fds() const { return stored_fds_; }
 
   private:
-    explicit FdStore(UniqueFd socket, uint32_t max_fds)
-        : socket_(std::move(socket)), max_fds_(max_fds) {}
+    FdStore(UniqueFd socket, uint32_t max_fds, EventLoop &loop, UniqueFd timer, uint64_t delay_ns)
+        : socket_(std::move(socket)), max_fds_(max_fds), loop_(loop), timer_(std::move(timer)),
+          delay_ns_(delay_ns) {}
+    void store(const Binding &b);
+    void rearm();
     Result<void> notify(std::string_view text, const int *fds, size_t nfds);
     void remove(const std::string &name);
     // The fd to store for `p` in b's entry: p's own pidfd, or a new one kept in `copy`.
     static int entry_fd(const Process &p, const Binding &b, UniqueFd *copy);
-    friend std::unique_ptr<FdStore> start_fd_store(uint32_t, std::vector<StoredFd>, Registry &);
+    friend std::unique_ptr<FdStore> start_fd_store(uint32_t, uint32_t, std::vector<StoredFd>,
+                                                   Registry &, EventLoop &);
 
     UniqueFd socket_;
     uint32_t max_fds_;
+    EventLoop &loop_;
+    UniqueFd timer_;
+    Source timer_source_{Source::Kind::StoreTimer};
+    uint64_t delay_ns_;
+    uint64_t armed_ns_ = 0;
+    // Bindings not yet old enough to store, in the order they were made. The queue may hold
+    // entries of bindings that ended meanwhile; `waiting_` says which are still live.
+    struct Waiting {
+        const Binding *binding;
+        uint64_t created_ns;
+    };
+    std::deque<Waiting> queue_;
+    std::unordered_set<const Binding *> waiting_;
     uint32_t stored_fds_ = 0;
     bool restoring_ = false;
     // Bindings that could not be stored (store full, or systemd not answering): normally empty.
@@ -92,7 +121,8 @@ class FdStore final : public BindingStore {
 // Sets up the store at start-up: with `max_fds` > 0 and $NOTIFY_SOCKET set, connects and
 // restores `passed` into `registry`, logging what it did; returns null (and closes `passed`)
 // when the store is not in use.
-std::unique_ptr<FdStore> start_fd_store(uint32_t max_fds, std::vector<StoredFd> passed,
-                                        Registry &registry);
+std::unique_ptr<FdStore> start_fd_store(uint32_t max_fds, uint32_t delay_ms,
+                                        std::vector<StoredFd> passed, Registry &registry,
+                                        EventLoop &loop);
 
 } // namespace orphand

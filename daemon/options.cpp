@@ -45,6 +45,8 @@ const char *usage_text() {
            "  --fd-store N                keep bindings in systemd's fd store, which holds up to\n"
            "                              N fds (the unit's FileDescriptorStoreMax=; default: 0,\n"
            "                              off)\n"
+           "  --fd-store-delay SECONDS    store a binding once it has lived this long\n"
+           "                              (default: 1; 0: at once)\n"
            "  -h, --help                  show this help\n"
            "  --version                   show the version\n";
 }
@@ -85,6 +87,7 @@ Options parse_options(int argc, char **argv) {
         kMaxConn,
         kMaxConnPerUid,
         kFdStore,
+        kFdStoreDelay,
         kVersion,
     };
     static const struct option long_options[] = {
@@ -98,6 +101,7 @@ Options parse_options(int argc, char **argv) {
         {"max-connections", required_argument, nullptr, kMaxConn},
         {"max-connections-per-uid", required_argument, nullptr, kMaxConnPerUid},
         {"fd-store", required_argument, nullptr, kFdStore},
+        {"fd-store-delay", required_argument, nullptr, kFdStoreDelay},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, kVersion},
         {nullptr, 0, nullptr, 0},
@@ -164,6 +168,12 @@ Options parse_options(int argc, char **argv) {
             break;
         case kFdStore:
             o.fd_store_max = parse_count("--fd-store", optarg);
+            break;
+        case kFdStoreDelay:
+            if (!parse_grace(arg, &o.fd_store_delay_ms) ||
+                o.fd_store_delay_ms == proto::kGraceNever)
+                throw UsageError(
+                    fmt::format("invalid --fd-store-delay (seconds): {}", quoted(arg)));
             break;
         case 'h':
             o.help = true;

@@ -19,7 +19,8 @@ struct Options {
     Limits limits{65536, 65536, 0};
     uint32_t max_connections = 4096;
     uint32_t max_connections_per_uid = 512;
-    uint32_t fd_store_max = 0; // systemd's FileDescriptorStoreMax=; 0: no fd store
+    uint32_t fd_store_max = 0;         // systemd's FileDescriptorStoreMax=; 0: no fd store
+    uint32_t fd_store_delay_ms = 1000; // store a binding once it has lived this long
     bool help = false;
     bool version = false;
 };

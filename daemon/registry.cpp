@@ -78,8 +78,8 @@ void Registry::read_comm(Process *p) {
     std::strncpy(p->comm.data(), comm.c_str(), p->comm.size() - 1);
 }
 
-Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy,
-                      const Registrant &who) {
+Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, const Registrant &who,
+                      const char *restored_parent_comm) {
     Verdict v;
     if (parent_fd.pid() == child_fd.pid())
         return {-EINVAL, proto::kSameProcess};
@@ -91,11 +91,14 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy,
         Process *child = intern(std::move(child_fd), &v);
         if (!child)
             return v;
-        std::string comm = parent_fd.valid() ? parent_fd.comm() : "?";
+        std::string comm = restored_parent_comm && restored_parent_comm[0] ? restored_parent_comm
+                           : parent_fd.valid()                             ? parent_fd.comm()
+                                                                           : "?";
         int status = -1;
         if (!parent_fd.valid() || !parent_fd.exit_status(&status))
             status = -1;
-        kill(child, policy, who, parent_fd.pid(), comm.c_str(), status, monotonic_ns(), true);
+        kill(child, policy, who, parent_fd.pid(), comm.c_str(), status, monotonic_ns(),
+             restored_parent_comm ? Notice::AtRestore : Notice::AtRegistration);
         release_if_idle(child);
         return {0, proto::kParentAlreadyDead};
     }
@@ -109,6 +112,8 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy,
         return v;
     // A parent's name is read while it lives: by the time its death is handled, it may be
     // reaped and gone from /proc. Children's names are read when they are killed or listed.
+    if (restored_parent_comm && parent->comm[0] == '\0')
+        std::strncpy(parent->comm.data(), restored_parent_comm, parent->comm.size() - 1);
     read_comm(parent);
     Process *child = intern(std::move(child_fd), &v);
     if (!child) {
@@ -247,7 +252,8 @@ void Registry::process_exited(Process *p) {
             Policy policy = b->policy;
             Registrant who = b->registrant;
             retire(b);
-            kill(child, policy, who, p->pidfd.pid(), p->comm.data(), status, death_ns, false);
+            kill(child, policy, who, p->pidfd.pid(), p->comm.data(), status, death_ns,
+                 Notice::Watched);
             release_if_idle(child);
         }
     }
@@ -255,8 +261,7 @@ void Registry::process_exited(Process *p) {
 }
 
 void Registry::kill(Process *child, const Policy &policy, const Registrant &who, pid_t parent_pid,
-                    const char *parent_comm, int parent_status, uint64_t death_ns,
-                    bool already_dead) {
+                    const char *parent_comm, int parent_status, uint64_t death_ns, Notice notice) {
     if (child->signalled)
         return; // an earlier parent's death already sent the kill
     if (child->pidfd.exited())
@@ -290,14 +295,20 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
     ++kills_;
     std::string how = parent_exit.empty() ? "" : fmt::format(" ({})", parent_exit);
     std::string text =
-        already_dead
-            ? fmt::format("killed {}[{}] with {}: parent {}[{}] was already dead when the binding "
-                          "was registered{}",
-                          child_comm, child->pidfd.pid(), signal_name(policy.signal), parent_comm,
-                          parent_pid, how)
-            : fmt::format("killed {}[{}] with {}: parent {}[{}] died{}, {} us after its death",
-                          child_comm, child->pidfd.pid(), signal_name(policy.signal), parent_comm,
-                          parent_pid, how, latency_us);
+        fmt::format("killed {}[{}] with {}: parent {}[{}] ", child_comm, child->pidfd.pid(),
+                    signal_name(policy.signal), parent_comm, parent_pid);
+    switch (notice) {
+    case Notice::Watched:
+        text += fmt::format("died{}, {} us after its death", how, latency_us);
+        break;
+    case Notice::AtRegistration:
+        text += fmt::format("was already dead when the binding was registered{}", how);
+        break;
+    case Notice::AtRestore:
+        text += fmt::format("died while orphand was not running{}", how);
+        break;
+    }
+    bool already_dead = notice != Notice::Watched;
     log_entry(LOG_NOTICE, already_dead ? msgid::kParentAlreadyDead : msgid::kKill, text,
               {{"ORPHAND_PARENT_PID", std::to_string(parent_pid)},
                {"ORPHAND_PARENT_COMM", parent_comm},

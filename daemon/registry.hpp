@@ -105,7 +105,10 @@ class Registry {
 
     // Binds `child` to `parent`, taking both handles (duplicates of an already watched process
     // are dropped). A parent already dead kills the child at once (kParentAlreadyDead).
-    Verdict add(PidFd parent, PidFd child, const Policy &policy, const Registrant &who);
+    // `restored` is set for a binding restored at start-up: its parent's name is known from
+    // the store, and a dead parent died while orphand was not running.
+    Verdict add(PidFd parent, PidFd child, const Policy &policy, const Registrant &who,
+                const char *restored_parent_comm = nullptr);
 
     // Removes the binding parent -> child (by pid). Unprivileged registrants may remove only
     // their own bindings. kNotBound if there is none.
@@ -141,9 +144,10 @@ class Registry {
     void release_if_idle(Process *p);
     void destroy(Process *p);
     // Sends the binding's policy to `child`, because `parent` died (exit status `status`, or
-    // -1 if unknown); `already_dead` marks a REGISTER whose parent was gone.
+    // -1 if unknown); `notice` says how its death was learnt.
+    enum class Notice { Watched, AtRegistration, AtRestore };
     void kill(Process *child, const Policy &policy, const Registrant &who, pid_t parent_pid,
-              const char *parent_comm, int parent_status, uint64_t death_ns, bool already_dead);
+              const char *parent_comm, int parent_status, uint64_t death_ns, Notice notice);
     void schedule(Process *p, uint64_t deadline_ns, const Registrant &who);
     void cancel(Process *p);
     void rearm();

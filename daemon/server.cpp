@@ -152,7 +152,8 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     }
 
     bind_listener();
-    fd_store_ = start_fd_store(options_.fd_store_max, std::move(passed_fds_), *registry_);
+    fd_store_ = start_fd_store(options_.fd_store_max, options_.fd_store_delay_ms,
+                               std::move(passed_fds_), *registry_, loop_);
     registry_->set_store(fd_store_.get());
 }
 
@@ -261,6 +262,9 @@ int Server::run() {
             return 1;
     }
     sd_notify(0, "STOPPING=1");
+    // A stop is usually a restart: bindings too young to be stored yet go in now.
+    if (fd_store_)
+        fd_store_->flush();
     log_fmt(LOG_INFO, "stopping; {} bindings were live", registry_->stats().bindings);
     return 0;
 }
@@ -291,6 +295,10 @@ bool Server::dispatch(int timeout_ms) {
             break;
         case Source::Kind::Timer:
             registry_->timer_fired();
+            break;
+        case Source::Kind::StoreTimer:
+            if (fd_store_)
+                fd_store_->timer_fired();
             break;
         case Source::Kind::Watchdog: {
             uint64_t expirations;
