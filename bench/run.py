@@ -141,14 +141,14 @@ def measure(build, quick):
 
     started = datetime.datetime.now(datetime.timezone.utc)
     rows, notes = [], []
-    for name, full, quick in BENCHMARKS:
+    for name, full_args, quick_args in BENCHMARKS:
         if name == "shim":
             r, n = shim_ratio(build, quick)
             rows += r
             notes += [f"shim_ratio.py: {l.lstrip('- ')}" for l in n]
             continue
         prog = os.path.join(build, "bench", name)
-        r, n = run([prog, "--daemon", daemon] + (quick if quick else full))
+        r, n = run([prog, "--daemon", daemon] + (quick_args if quick else full_args))
         rows += r
         notes += [l.lstrip("- ") for l in n]
     elapsed = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
