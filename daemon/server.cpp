@@ -73,8 +73,9 @@ uint32_t features_mask() {
     return f;
 }
 
-// CapEff of a process includes CAP_KILL (bit 5), read from /proc while the pidfd pins it.
-bool has_cap_kill(const PidFd &p, pid_t pid) {
+// CapEff of a process that runs as `uid` (real, effective, saved and fs) includes CAP_KILL
+// (bit 5), read from /proc while the pidfd pins it.
+bool has_cap_kill(const PidFd &p, pid_t pid, uid_t uid) {
     char path[64];
     std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
     UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
@@ -82,9 +83,23 @@ bool has_cap_kill(const PidFd &p, pid_t pid) {
         return false;
     char buf[4096];
     ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
-    if (n <= 0 || (p.valid() && p.send_signal(0) < 0))
+    if (n <= 0 || !p.valid() || p.send_signal(0) < 0)
         return false;
     buf[n] = '\0';
+    // The process must still run as the uid it connected with. A client that execs a
+    // set-user-ID program after connecting keeps its pid, and that program's capabilities
+    // would otherwise be lent to whoever still holds the connection.
+    const char *ids = std::strstr(buf, "\nUid:");
+    if (!ids)
+        return false;
+    ids += 5;
+    for (int i = 0; i < 4; ++i) {
+        char *end;
+        unsigned long id = std::strtoul(ids, &end, 10);
+        if (end == ids || id != uid)
+            return false;
+        ids = end;
+    }
     const char *cap = std::strstr(buf, "\nCapEff:");
     if (!cap)
         return false;
@@ -641,8 +656,8 @@ bool Server::peer_privileged(Connection *c) {
     static const ino_t our_userns = ns_inode("/proc/self/ns/user");
     char path[64];
     std::snprintf(path, sizeof(path), "/proc/%d/ns/user", c->peer.pid);
-    c->privileged =
-        c->peer.pid > 0 && ns_inode(path) == our_userns && has_cap_kill(c->peer_pidfd, c->peer.pid);
+    c->privileged = c->peer.pid > 0 && ns_inode(path) == our_userns &&
+                    has_cap_kill(c->peer_pidfd, c->peer.pid, c->peer.uid);
     return c->privileged;
 }
 
