@@ -26,6 +26,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -36,7 +38,31 @@ namespace orphand::bench {
 
 namespace proto = orphand::proto;
 
+inline int pidfd_kill(int pidfd, int sig) {
+    return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+// Pidfds of processes we started that would outlive us if we stopped early: die() kills them.
+// (Processes that die with us anyway carry PR_SET_PDEATHSIG instead.)
+struct Owned {
+    std::mutex mutex;
+    std::set<int> pidfds;
+};
+inline Owned &owned() {
+    static Owned o;
+    return o;
+}
+inline void own(int pidfd) {
+    std::lock_guard<std::mutex> lock(owned().mutex);
+    owned().pidfds.insert(pidfd);
+}
+inline void disown(int pidfd) {
+    std::lock_guard<std::mutex> lock(owned().mutex);
+    owned().pidfds.erase(pidfd);
+}
+
 // Aborts the benchmark: a benchmark that cannot measure what it claims must not print a figure.
+// Ends the processes it started first, so that nothing is left behind.
 [[noreturn]] inline void die(const char *format, ...) {
     va_list ap;
     va_start(ap, format);
@@ -44,7 +70,12 @@ namespace proto = orphand::proto;
     std::vfprintf(stderr, format, ap);
     std::fputc('\n', stderr);
     va_end(ap);
-    std::exit(1);
+    {
+        std::lock_guard<std::mutex> lock(owned().mutex);
+        for (int fd : owned().pidfds)
+            pidfd_kill(fd, SIGKILL);
+    }
+    std::_Exit(1);
 }
 
 inline uint64_t now_ns() {
@@ -89,10 +120,6 @@ class Fd {
 
 inline int pidfd_open(pid_t pid) {
     return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
-
-inline int pidfd_kill(int pidfd, int sig) {
-    return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
 }
 
 // Reaps a child of ours through its pidfd (blocking).
@@ -348,6 +375,7 @@ class Daemon {
                 struct rlimit rl = {static_cast<rlim_t>(fd_limit), static_cast<rlim_t>(fd_limit)};
                 ::setrlimit(RLIMIT_NOFILE, &rl);
             }
+            ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); // never outlive the benchmark
             ::unsetenv("LISTEN_FDS");
             ::unsetenv("LISTEN_PID");
             ::unsetenv("NOTIFY_SOCKET");

@@ -20,6 +20,12 @@ const char *const kNames[] = {"orphand", "PR_SET_PDEATHSIG", "minimal epoll + pi
 // A parent P and the child C it forked (so that PR_SET_PDEATHSIG can apply). Both idle; C is
 // reparented to us (the subreaper) when P dies.
 struct Pair {
+    Pair() = default;
+    Pair(Pair &&) = default;
+    ~Pair() {
+        disown(parent_fd.get());
+        disown(child_fd.get());
+    }
     pid_t parent = 0, child = 0;
     Fd parent_fd, child_fd;
     uint64_t killed_ns = 0;
@@ -55,6 +61,8 @@ Pair make_pair(bool pdeathsig) {
     read_all(rd.get(), &p.child, sizeof(p.child));
     p.parent_fd.reset(pidfd_open(p.parent));
     p.child_fd.reset(pidfd_open(p.child));
+    own(p.parent_fd.get());
+    own(p.child_fd.get());
     if (!p.parent_fd.valid() || !p.child_fd.valid())
         die("pidfd_open: %s", std::strerror(errno));
     return p;

@@ -55,6 +55,10 @@ struct Storm {
             parent_fds.push_back(pidfd_open(p));
         for (pid_t c : children)
             child_fds.push_back(pidfd_open(c));
+        for (size_t i = 0; i < n; ++i) {
+            own(parent_fds[i]);
+            own(child_fds[i]);
+        }
         for (size_t i = 0; i < n; ++i)
             if (parent_fds[i] < 0 || child_fds[i] < 0)
                 die("pidfd_open: %s", std::strerror(errno));
@@ -68,10 +72,12 @@ struct Storm {
             pidfd_kill(fd, SIGKILL);
         for (int fd : parent_fds) {
             reap_pidfd(fd);
+            disown(fd);
             ::close(fd);
         }
         for (int fd : child_fds) {
             reap_pidfd(fd);
+            disown(fd);
             ::close(fd);
         }
     }

@@ -55,6 +55,7 @@ double sample(Variant v, const std::string &daemon_bin, const std::string &activ
     pid_t pid = ::fork();
     if (pid == 0) {
         // systemd-socket-activate says "Listening on ..." on stderr once the socket listens.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0); // kept across exec: never outlive us
         ::dup2(ready[1], 2);
         int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
         ::dup2(null, 0);
