@@ -40,7 +40,7 @@ const char *usage_text() {
            "  --max-bindings-per-uid N    bindings one unprivileged uid may hold (default: 65536)\n"
            "  --max-bindings-per-parent N bindings one parent may have (default: 65536)\n"
            "  --max-connections N         connections at once (default: 4096)\n"
-           "  --max-connections-per-uid N connections of one unprivileged uid (default: 512)\n"
+           "  --max-connections-per-uid N connections of one unprivileged uid (default: 128)\n"
            "                              (for every limit, 0 means unlimited)\n"
            "  --fd-store N                keep bindings in systemd's fd store, which holds up to\n"
            "                              N fds (the unit's FileDescriptorStoreMax=; default: 0,\n"

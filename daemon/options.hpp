@@ -18,7 +18,9 @@ struct Options {
     int log_level = LOG_INFO;
     Limits limits{65536, 65536, 0};
     uint32_t max_connections = 4096;
-    uint32_t max_connections_per_uid = 512;
+    // Each connection may hold up to 6 of the daemon's fds (its socket, the peer's pidfd and
+    // two batches of passed fds): 128 keeps one user within the fd reserve.
+    uint32_t max_connections_per_uid = 128;
     uint32_t fd_store_max = 0;         // systemd's FileDescriptorStoreMax=; 0: no fd store
     uint32_t fd_store_delay_ms = 1000; // store a binding once it has lived this long
     bool help = false;

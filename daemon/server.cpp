@@ -497,8 +497,9 @@ void Server::read_from(Connection *c) {
             batch.too_many = true;
         }
         if (got_fds) {
-            if (c->fd_batches.size() >= 4) {
-                // A client sending fds without records: drop the oldest unclaimed batch.
+            if (c->fd_batches.size() >= 2) {
+                // A client sending fds without records: drop the oldest unclaimed batch, so that
+                // no connection pins more than a few of the daemon's fds.
                 c->fd_batches.erase(c->fd_batches.begin());
             }
             c->fd_batches.push_back(std::move(batch));

@@ -31,7 +31,8 @@ def sanitized(pid):
 
 
 def main():
-    with st.daemon() as d:
+    # 250 connections per uid: above the default (128), as an operator would configure it.
+    with st.daemon(f"--max-connections-per-uid={CLIENTS}") as d:
         bystanders = [ot.sleeper() for _ in range(10)]
         # Warm up every code path once (a binding, a kill, a refusal), so that the baseline
         # holds the daemon's steady state rather than pages touched on first use.
