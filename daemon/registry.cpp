@@ -94,10 +94,8 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         std::string comm = restored_parent_comm && restored_parent_comm[0] ? restored_parent_comm
                            : parent_fd.valid()                             ? parent_fd.comm()
                                                                            : "?";
-        int status = -1;
-        if (!parent_fd.valid() || !parent_fd.exit_status(&status))
-            status = -1;
-        kill(child, policy, who, parent_fd.pid(), comm.c_str(), status, monotonic_ns(),
+        int status = kStatusUnread;
+        kill(child, policy, who, parent_fd, comm.c_str(), &status, monotonic_ns(),
              restored_parent_comm ? Notice::AtRestore : Notice::AtRegistration);
         release_if_idle(child);
         return {0, proto::kParentAlreadyDead};
@@ -243,38 +241,36 @@ void Registry::process_exited(Process *p) {
         release_if_idle(parent);
     }
     if (p->children) {
-        int status = -1;
-        if (!p->pidfd.exit_status(&status))
-            status = -1;
+        int status = kStatusUnread; // read once, after the first kill has gone out
         while (p->children) {
             Binding *b = p->children;
             Process *child = b->child;
             Policy policy = b->policy;
             Registrant who = b->registrant;
             retire(b);
-            kill(child, policy, who, p->pidfd.pid(), p->comm.data(), status, death_ns,
-                 Notice::Watched);
+            kill(child, policy, who, p->pidfd, p->comm.data(), &status, death_ns, Notice::Watched);
             release_if_idle(child);
         }
     }
     destroy(p);
 }
 
-void Registry::kill(Process *child, const Policy &policy, const Registrant &who, pid_t parent_pid,
-                    const char *parent_comm, int parent_status, uint64_t death_ns, Notice notice) {
+void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
+                    const PidFd &parent, const char *parent_comm, int *parent_status,
+                    uint64_t death_ns, Notice notice) {
     if (child->signalled)
         return; // an earlier parent's death already sent the kill
     if (child->pidfd.exited())
         return; // its own exit event retires it
-    std::string parent_exit = parent_status >= 0 ? describe_exit(parent_status) : "";
-    read_comm(child);
-    std::string child_comm = child->comm.data();
+    pid_t parent_pid = parent.pid();
     if (!who.privileged) {
         // Checked again now: the child may have changed its credentials since registration.
         auto creds = child->pidfd.creds();
         if (!creds)
             return; // gone meanwhile
         if (!may_signal(who, *creds)) {
+            read_comm(child);
+            std::string child_comm = child->comm.data();
             log_entry(LOG_WARNING, msgid::kKillRefused,
                       fmt::format("not killing {}[{}]: its uid ({}) is no longer the registrant's "
                                   "({}); parent {}[{}] died",
@@ -293,6 +289,14 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
         return; // -ESRCH: reaped meanwhile
     child->signalled = true;
     ++kills_;
+    // Described only now, so that /proc reads do not delay the kill: the child stays readable
+    // until it is reaped, and the parent's status is in /proc/PID/stat while it is a zombie and
+    // in PIDFD_INFO_EXIT once reaped.
+    if (*parent_status == kStatusUnread && !(parent.valid() && parent.exit_status(parent_status)))
+        *parent_status = -1;
+    std::string parent_exit = *parent_status >= 0 ? describe_exit(*parent_status) : "";
+    read_comm(child);
+    std::string child_comm = child->comm.data();
     std::string how = parent_exit.empty() ? "" : fmt::format(" ({})", parent_exit);
     std::string text =
         fmt::format("killed {}[{}] with {}: parent {}[{}] ", child_comm, child->pidfd.pid(),

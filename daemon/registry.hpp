@@ -143,11 +143,13 @@ class Registry {
     void retire(Binding *b);
     void release_if_idle(Process *p);
     void destroy(Process *p);
-    // Sends the binding's policy to `child`, because `parent` died (exit status `status`, or
-    // -1 if unknown); `notice` says how its death was learnt.
+    // Sends the binding's policy to `child`, because `parent` died; `notice` says how its death
+    // was learnt. `*parent_status` is the parent's exit status, -1 if unknown, or kStatusUnread:
+    // then it is read from `parent` (which may be empty) after the signal, and stored there.
     enum class Notice { Watched, AtRegistration, AtRestore };
-    void kill(Process *child, const Policy &policy, const Registrant &who, pid_t parent_pid,
-              const char *parent_comm, int parent_status, uint64_t death_ns, Notice notice);
+    static constexpr int kStatusUnread = -2;
+    void kill(Process *child, const Policy &policy, const Registrant &who, const PidFd &parent,
+              const char *parent_comm, int *parent_status, uint64_t death_ns, Notice notice);
     void schedule(Process *p, uint64_t deadline_ns, const Registrant &who);
     void cancel(Process *p);
     void rearm();
