@@ -357,6 +357,7 @@ void Server::adopt_connection(UniqueFd fd, const struct ucred &peer) {
     Connection *raw = c.get();
     if (auto r = loop_.add(raw->fd.get(), EPOLLIN, raw); !r)
         return;
+    raw->watched = true;
     ++connections_per_uid_[peer.uid];
     connections_.emplace(raw, std::move(c));
 }
@@ -432,12 +433,18 @@ void Server::on_listener() {
         }
         ++per_uid;
         Connection *raw = c.get();
-        if (auto r = loop_.add(raw->fd.get(), EPOLLIN, raw); !r) {
-            if (--per_uid == 0)
-                connections_per_uid_.erase(raw->peer.uid);
+        connections_.emplace(raw, std::move(c));
+        // Most clients (the shim, "connect, send, close") have sent everything by the time
+        // they are accepted: read first, and a connection that is already done never costs
+        // an epoll registration.
+        read_from(raw, true);
+        if (raw->closing)
+            continue;
+        if (auto r = loop_.add(raw->fd.get(), raw->reading ? EPOLLIN : EPOLLOUT, raw); !r) {
+            close_connection(raw);
             continue;
         }
-        connections_.emplace(raw, std::move(c));
+        raw->watched = true;
     }
 }
 
@@ -452,7 +459,7 @@ void Server::on_connection(Connection *c, uint32_t events) {
         read_from(c);
 }
 
-void Server::read_from(Connection *c) {
+void Server::read_from(Connection *c, bool until_eagain) {
     static unsigned char buf[kReadSize];
     for (int i = 0; i < kReadsPerEvent && c->reading && !c->closing; ++i) {
         union {
@@ -514,7 +521,9 @@ void Server::read_from(Connection *c) {
             if (!c->closing)
                 handle(c, m, size);
         });
-        if (static_cast<size_t>(n) < sizeof(buf))
+        // A short read usually drained the socket; only a fresh connection reads on, to see
+        // the EOF of a client that sent everything and closed.
+        if (static_cast<size_t>(n) < sizeof(buf) && !until_eagain)
             return;
     }
 }
@@ -727,7 +736,8 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
     pid_t cpid = child.pid();
     // Kernel threads are kthreadd (pid 2) and its children; /proc confirms the flag.
     bool maybe_kthread = !info.have_pid || info.ppid == 2;
-    if (cpid == 1 || cpid == 2 || cpid == ::getpid() || (maybe_kthread && is_kernel_thread(cpid)))
+    static const pid_t self = ::getpid();
+    if (cpid == 1 || cpid == 2 || cpid == self || (maybe_kthread && is_kernel_thread(cpid)))
         return {-EPERM, proto::kProtectedTarget};
     // A passed pidfd proves which process it is, not that the client may signal it: kill(2)'s
     // rule, the client's uid against the child's real or saved uid, unless privileged.
@@ -846,14 +856,16 @@ void Server::update_interest(Connection *c) {
     if (want_read == c->reading)
         return;
     c->reading = want_read;
-    (void)loop_.modify(c->fd.get(), want_read ? EPOLLIN : EPOLLOUT, c);
+    if (c->watched)
+        (void)loop_.modify(c->fd.get(), want_read ? EPOLLIN : EPOLLOUT, c);
 }
 
 void Server::close_connection(Connection *c) {
     if (c->closing)
         return;
     c->closing = true;
-    loop_.remove(c->fd.get());
+    if (c->watched)
+        loop_.remove(c->fd.get());
     auto it = connections_per_uid_.find(c->peer.uid);
     if (it != connections_per_uid_.end() && --it->second == 0)
         connections_per_uid_.erase(it);

@@ -44,6 +44,7 @@ struct Connection : Source {
     pid_t peer_inner_pid = 0; // the peer's pid in its own namespace (when foreign)
     bool v1 = false;
     bool reading = true;
+    bool watched = false; // registered in the loop (a connection done at accept never is)
     bool closing = false;
     proto::Framer framer;
     uint64_t received = 0; // bytes read so far
@@ -78,7 +79,7 @@ class Server {
     void bind_listener();
     void on_listener();
     void on_connection(Connection *c, uint32_t events);
-    void read_from(Connection *c);
+    void read_from(Connection *c, bool until_eagain = false);
     void handle(Connection *c, const unsigned char *msg, size_t size);
     void handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds);
     void handle_v1(Connection *c, const proto::Request &q, FdBatch *fds);
