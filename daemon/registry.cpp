@@ -71,6 +71,18 @@ Process *Registry::intern(PidFd pidfd, Verdict *error) {
     return p;
 }
 
+void Registry::name_parents() {
+    for (pid_t pid : unnamed_) {
+        // The pid may name a newer process by now: only a queued one is read.
+        Process *p = processes_.find(pid);
+        if (p && p->name_queued) {
+            p->name_queued = false;
+            read_comm(p);
+        }
+    }
+    unnamed_.clear();
+}
+
 void Registry::read_comm(Process *p) {
     if (p->comm[0] != '\0')
         return;
@@ -109,10 +121,15 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
     if (!parent)
         return v;
     // A parent's name is read while it lives: by the time its death is handled, it may be
-    // reaped and gone from /proc. Children's names are read when they are killed or listed.
+    // reaped and gone from /proc. It is read once the loop is idle, so that a flood of
+    // registrations is not slowed by /proc. Children's names are read when they are killed or
+    // listed.
     if (restored_parent_comm && parent->comm[0] == '\0')
         std::strncpy(parent->comm.data(), restored_parent_comm, parent->comm.size() - 1);
-    read_comm(parent);
+    if (parent->comm[0] == '\0' && !parent->name_queued) {
+        parent->name_queued = true;
+        unnamed_.push_back(parent->pid());
+    }
     Process *child = intern(std::move(child_fd), &v);
     if (!child) {
         release_if_idle(parent);
@@ -241,6 +258,8 @@ void Registry::process_exited(Process *p) {
         release_if_idle(parent);
     }
     if (p->children) {
+        // Died before the loop was idle to name it: a zombie still has its name in /proc.
+        read_comm(p);
         int status = kStatusUnread; // read once, after the first kill has gone out
         while (p->children) {
             Binding *b = p->children;

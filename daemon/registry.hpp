@@ -48,9 +48,10 @@ struct Process : Source {
     explicit Process(PidFd p) : Source(Kind::Process), pidfd(std::move(p)) {}
     pid_t pid() const { return pidfd.pid(); }
 
-    bool signalled = false;  // a kill has been sent; further parents' deaths add nothing
-    bool escalating = false; // a SIGKILL escalation is pending (see Registry::escalations_)
-    bool destroyed = false;  // awaiting deletion at the end of the loop iteration
+    bool signalled = false;   // a kill has been sent; further parents' deaths add nothing
+    bool escalating = false;  // a SIGKILL escalation is pending (see Registry::escalations_)
+    bool destroyed = false;   // awaiting deletion at the end of the loop iteration
+    bool name_queued = false; // a parent whose name is read when the loop is idle
     PidFd pidfd;
     uint32_t n_children = 0;
     std::array<char, proto::kCommLen> comm{}; // read when it becomes a parent, or killed
@@ -122,6 +123,10 @@ class Registry {
     void process_exited(Process *p);
     // Called by the loop when the escalation timer fires.
     void timer_fired();
+    // New parents' names, for the log, are read off the registration path: when the loop is
+    // idle (name_parents), or at the latest when the parent dies.
+    bool has_unnamed() const { return !unnamed_.empty(); }
+    void name_parents();
     // Frees processes destroyed during this loop iteration. The loop calls it after dispatching
     // a batch of events, so that no event of the batch points at freed memory. Returns how many
     // were freed (each had closed its pidfd).
@@ -164,6 +169,7 @@ class Registry {
     std::set<std::pair<uint64_t, Process *>> deadlines_;
     std::unordered_map<Process *, Escalation> escalations_;
     std::vector<Process *> graveyard_;
+    std::vector<pid_t> unnamed_;      // parents to name (by pid: they may be gone by then)
     std::vector<Process *> detached_; // exited, no longer mapped by pid, exit event pending
     uint64_t armed_ns_ = 0;
     uint32_t bindings_ = 0;

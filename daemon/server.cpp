@@ -273,7 +273,9 @@ int Server::run() {
     update_status();
 
     while (!stop_) {
-        if (!dispatch(-1))
+        // Blocks when nothing is pending; polls while new parents wait to be named, which is
+        // done as soon as the loop finds nothing else to do.
+        if (!dispatch(registry_->has_unnamed() ? 0 : -1))
             return 1;
     }
     sd_notify(0, "STOPPING=1");
@@ -293,6 +295,8 @@ bool Server::dispatch(int timeout_ms) {
         log_fmt(LOG_ERR, "epoll_wait failed: {}", std::strerror(-n));
         return false;
     }
+    if (n == 0)
+        registry_->name_parents();
     for (int i = 0; i < n; ++i) {
         auto *source = static_cast<Source *>(events[i].data.ptr);
         switch (source->kind) {
@@ -635,11 +639,26 @@ bool Server::peer_foreign(Connection *c) {
     // Otherwise NSpid lists its pid at each level from ours down: one level means ours. That
     // works through the pidfd without ptrace access to the peer's /proc entries, which an
     // orphand running under DynamicUser= lacks for other users.
+    // A process never changes pid namespace, and clients often connect many times from one
+    // process (the shim once per fork): the last answer is kept, keyed by the peer's pidfs
+    // inode, which names one process for the whole boot.
+    uint64_t inode = 0;
+    if (kernel_features().pidfs && c->peer_pidfd.valid()) {
+        struct stat st {};
+        if (::fstat(c->peer_pidfd.fd(), &st) == 0)
+            inode = st.st_ino;
+        if (inode != 0 && inode == last_peer_.inode) {
+            c->foreign_pidns = last_peer_.foreign;
+            c->peer_inner_pid = last_peer_.inner_pid;
+            return c->foreign_pidns;
+        }
+    }
     std::array<pid_t, 8> levels{};
     int n = c->peer.pid > 0 && c->peer_pidfd.valid() ? pidfd_nspids(c->peer_pidfd.fd(), levels) : 0;
     if (n >= 1 && levels[0] > 0) {
         c->foreign_pidns = n > 1;
         c->peer_inner_pid = levels[n - 1];
+        last_peer_ = {inode, c->foreign_pidns, c->peer_inner_pid};
     } else if (c->peer.pid > 0) {
         // Gone already (its pidfd no longer names pids): fall back to /proc, trusted only if
         // the peer is still unreaped after the read. If not even that, only pidfds count.
@@ -892,7 +911,11 @@ void Server::list(Connection *c, const proto::Request &q) {
         i.signal = b.policy.signal;
         i.grace_ms = b.policy.grace_ms;
         i.age_ms = (now - b.created_ns) / 1000000u;
-        std::memcpy(i.parent_comm, b.parent->comm.data(), sizeof(i.parent_comm));
+        if (b.parent->comm[0] != '\0')
+            std::memcpy(i.parent_comm, b.parent->comm.data(), sizeof(i.parent_comm));
+        else
+            std::snprintf(i.parent_comm, sizeof(i.parent_comm), "%s",
+                          b.parent->pidfd.comm().c_str());
         if (b.child->comm[0] != '\0')
             std::memcpy(i.child_comm, b.child->comm.data(), sizeof(i.child_comm));
         else

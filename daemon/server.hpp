@@ -121,6 +121,12 @@ class Server {
     LogLimiter input_limiter_{20, 5};
     uint64_t start_ns_ = 0;
     std::string bound_path_;
+    // The pid namespace answer for the last peer process looked up (see peer_foreign).
+    struct {
+        uint64_t inode = 0; // pidfs inode of the peer; 0: none
+        bool foreign = false;
+        pid_t inner_pid = 0;
+    } last_peer_;
     std::string last_status_;
     size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
 };
