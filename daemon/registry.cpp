@@ -24,7 +24,12 @@ Registry::Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Lim
     : loop_(loop), timer_fd_(std::move(timer_fd)), timer_source_(timer_source), limits_(limits) {}
 
 Registry::~Registry() {
-    while (Process *p = processes_.any())
+    // Gathered first: destroy() edits the table, and rescanning it for each entry would take
+    // quadratic time at exit with many processes watched.
+    std::vector<Process *> all;
+    all.reserve(processes_.size());
+    processes_.for_each([&](Process *p) { all.push_back(p); });
+    for (Process *p : all)
         destroy(p);
     while (!detached_.empty())
         destroy(detached_.back());

@@ -855,16 +855,21 @@ void Server::reply(Connection *c, const void *data, size_t size) {
 }
 
 void Server::flush(Connection *c) {
-    while (!c->out.empty()) {
-        ssize_t n = ::send(c->fd.get(), c->out.data(), c->out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    // Sent bytes are dropped from the front once per flush, not after every partial send: a
+    // large LIST would otherwise be moved again and again.
+    size_t sent = 0;
+    while (sent < c->out.size()) {
+        ssize_t n = ::send(c->fd.get(), c->out.data() + sent, c->out.size() - sent,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
             close_connection(c);
             return;
         }
-        c->out.erase(0, static_cast<size_t>(n));
+        sent += static_cast<size_t>(n);
     }
+    c->out.erase(0, sent);
     update_interest(c);
 }
 
