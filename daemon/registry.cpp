@@ -59,8 +59,10 @@ Process *Registry::find(pid_t pid) {
 }
 
 Process *Registry::intern(PidFd pidfd, Verdict *error) {
-    if (Process *existing = find(pidfd.pid()))
+    if (Process *existing = find(pidfd.pid())) {
+        existing->lingering = false;
         return existing; // the pid of a live process names exactly one process
+    }
     if (limits_.max_processes && processes_.size() + detached_.size() >= limits_.max_processes) {
         *error = {-EMFILE, proto::kOutOfFds};
         return nullptr;
@@ -230,8 +232,22 @@ void Registry::retire(Binding *b) {
 }
 
 void Registry::release_if_idle(Process *p) {
-    if (!p->children && !p->parents && !p->escalating)
+    if (p->children || p->parents || p->escalating)
+        return;
+    bool was_parent = p->comm[0] != '\0' || p->name_queued;
+    if (!was_parent || p->lingering) {
         destroy(p);
+        return;
+    }
+    // Evict the oldest lingering parent, if it is still one (the slot may name a process that
+    // has died, or been bound again, since).
+    pid_t &slot = lingering_[lingering_next_];
+    lingering_next_ = (lingering_next_ + 1) % kLinger;
+    if (Process *old = slot ? processes_.find(slot) : nullptr;
+        old && old->lingering && !old->children && !old->parents && !old->escalating)
+        destroy(old);
+    slot = p->pid();
+    p->lingering = true;
 }
 
 void Registry::destroy(Process *p) {

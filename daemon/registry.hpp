@@ -52,6 +52,7 @@ struct Process : Source {
     bool escalating = false;  // a SIGKILL escalation is pending (see Registry::escalations_)
     bool destroyed = false;   // awaiting deletion at the end of the loop iteration
     bool name_queued = false; // a parent whose name is read when the loop is idle
+    bool lingering = false;   // a parent without bindings, kept watched for a while
     PidFd pidfd;
     uint32_t n_children = 0;
     std::array<char, proto::kCommLen> comm{}; // read when it becomes a parent, or killed
@@ -169,7 +170,13 @@ class Registry {
     std::set<std::pair<uint64_t, Process *>> deadlines_;
     std::unordered_map<Process *, Escalation> escalations_;
     std::vector<Process *> graveyard_;
-    std::vector<pid_t> unnamed_;      // parents to name (by pid: they may be gone by then)
+    std::vector<pid_t> unnamed_; // parents to name (by pid: they may be gone by then)
+    // Parents whose last child is gone stay watched (by pid, oldest first) until kLinger
+    // newer ones have joined them: a shell or make forks child after child, and each would
+    // otherwise cost a new pidfd, an epoll registration and a /proc read.
+    static constexpr size_t kLinger = 64;
+    std::array<pid_t, kLinger> lingering_{};
+    size_t lingering_next_ = 0;
     std::vector<Process *> detached_; // exited, no longer mapped by pid, exit event pending
     uint64_t armed_ns_ = 0;
     uint32_t bindings_ = 0;
