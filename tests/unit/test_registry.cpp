@@ -241,3 +241,27 @@ TEST_CASE("limits: watched processes are bounded (the fd reserve) with a clean r
     p1.kill();
     CHECK(f.pump_until([&] { return c1.dead(); }));
 }
+
+TEST_CASE("parents whose children are gone stay usable, lingering or evicted") {
+    Fixture f;
+    // More parents than the registry keeps lingering: the oldest are evicted, the rest kept.
+    std::vector<std::unique_ptr<Child>> parents;
+    for (int i = 0; i < 70; ++i) {
+        parents.push_back(std::make_unique<Child>());
+        Child child;
+        REQUIRE(f.registry->add(parents.back()->handle(), child.handle(), f.policy, f.root).error ==
+                0);
+        child.kill();
+        REQUIRE(f.pump_until([&] { return f.registry->stats().bindings == 0; }));
+    }
+    CHECK(f.registry->stats().parents == 0);
+    // Evicted (the first) and lingering (the last) parents bind and kill as before.
+    for (int i : {0, 69}) {
+        Child child;
+        REQUIRE(f.registry->add(parents[i]->handle(), child.handle(), f.policy, f.root).reason ==
+                proto::kOk);
+        parents[i]->kill();
+        CHECK(f.pump_until([&] { return child.dead(); }));
+    }
+    CHECK(f.registry->stats().kills == 2);
+}
