@@ -2,6 +2,7 @@
 // Unit tests of the registry on real processes: add, retire, cascade, duplicates, policy.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/timerfd.h>
@@ -23,14 +24,21 @@ namespace {
 // the destructor, through its pidfd.
 struct Child {
     explicit Child(bool ignore_term = false) {
+        int ready[2];
+        REQUIRE(::pipe2(ready, O_CLOEXEC) == 0);
         pid = ::fork();
         REQUIRE(pid >= 0);
         if (pid == 0) {
             if (ignore_term)
                 ::signal(SIGTERM, SIG_IGN);
+            (void)!::write(ready[1], "x", 1); // its signal dispositions are in place
             for (;;)
                 ::pause();
         }
+        ::close(ready[1]);
+        char c;
+        REQUIRE(::read(ready[0], &c, 1) == 1);
+        ::close(ready[0]);
         fd = UniqueFd(sys_pidfd_open(pid, 0));
         REQUIRE(fd);
     }
@@ -163,7 +171,6 @@ TEST_CASE("a child bound to two parents dies with the first of them") {
 TEST_CASE("policy: SIGTERM is escalated to SIGKILL after the grace period") {
     Fixture f;
     Child parent, stubborn(true);
-    ::usleep(20000); // let the child install SIG_IGN
     CHECK(f.registry->add(parent.handle(), stubborn.handle(), {SIGTERM, 200}, f.root).error == 0);
     parent.kill();
     f.pump(100);
@@ -175,7 +182,6 @@ TEST_CASE("policy: SIGTERM is escalated to SIGKILL after the grace period") {
 TEST_CASE("policy: grace 'never' leaves a child that ignores the first signal alone") {
     Fixture f;
     Child parent, stubborn(true);
-    ::usleep(20000);
     CHECK(f.registry->add(parent.handle(), stubborn.handle(), {SIGTERM, proto::kGraceNever}, f.root)
               .error == 0);
     parent.kill();
