@@ -156,10 +156,10 @@ ORPHAND_EXPORT pid_t vfork() noexcept {
 
 // system(): glibc spawns the shell through an internal posix_spawn that no interposer sees, and
 // the caller blocks until the shell exits, so the only place to learn the shell's pid is inside
-// system() itself. This is glibc 2.36's system() (sysdeps/posix/system.c) with a registration
-// between the spawn and the wait: SIGINT and SIGQUIT ignored while any system() runs (counted
-// across threads), SIGCHLD blocked in the caller, both reset in the shell; 127 if the shell
-// cannot be run; a cancelled caller kills and reaps the shell.
+// system() itself. This one keeps the behaviour POSIX specifies and glibc 2.36 has, with a
+// registration between the spawn and the wait: SIGINT and SIGQUIT ignored while any system()
+// runs (counted across threads), SIGCHLD blocked in the caller, both reset in the shell; 127 if
+// the shell cannot be run; a cancelled caller kills and reaps the shell.
 namespace {
 
 pthread_mutex_t g_system_lock = PTHREAD_MUTEX_INITIALIZER;
