@@ -26,19 +26,11 @@ import socket
 import struct
 import sys
 
+from orphtest import recv_exact  # tests/ is on PYTHONPATH (meson test_env)
+
 REGISTER, PING, HELLO = 1, 3, 4
 HELLO_MAGIC = 0x4850524F
 INHERITED = set()
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
 
 
 def reply(data):

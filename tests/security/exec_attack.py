@@ -15,18 +15,10 @@ import struct
 import sys
 import time
 
+from orphtest import recv_exact  # tests/ is on PYTHONPATH (meson test_env)
+
 REGISTER, HELLO = 1, 4
 HELLO_MAGIC = 0x4850524F
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
 
 
 def euid_of(pid):

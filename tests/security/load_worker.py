@@ -22,22 +22,14 @@ import struct
 import sys
 import time
 
+from orphtest import recv_exact  # tests/ is on PYTHONPATH (meson test_env)
+
 BLOCK, KIDS = 10, 10
 REGISTER, HELLO = 1, 4
 HELLO_MAGIC = 0x4850524F
 PR_SET_PDEATHSIG = 1
 TIMEOUT = 60.0
 libc = ctypes.CDLL(None, use_errno=True)
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
 
 
 def fork_sleeper():
