@@ -19,6 +19,7 @@
 #include "orphand/protocol.hpp"
 #include "orphand_config.h"
 #include "pidfd.hpp"
+#include "send_fds.hpp"
 #include "unique_fd.hpp"
 
 namespace {
@@ -123,25 +124,8 @@ class Client {
 
   private:
     void send_all(const void *data, size_t size, const int *fds, size_t nfds) {
-        union {
-            struct cmsghdr align;
-            char buf[CMSG_SPACE(sizeof(int) * proto::kMaxFds)];
-        } control{};
-        struct iovec iov = {const_cast<void *>(data), size};
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (nfds > 0) {
-            msg.msg_control = control.buf;
-            msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-            std::memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-        }
         // Records are small: one sendmsg carries all of one, with its fds on its first byte.
-        ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+        ssize_t n = send_with_fds(fd_.get(), data, size, fds, nfds, MSG_NOSIGNAL);
         if (n != static_cast<ssize_t>(size))
             die(fmt::format("send: {}", n < 0 ? std::strerror(errno) : "short write"));
     }

@@ -16,6 +16,8 @@
 #include <cstring>
 #include <map>
 
+#include "send_fds.hpp"
+
 namespace orphand {
 namespace {
 
@@ -137,30 +139,10 @@ Result<std::unique_ptr<FdStore>> FdStore::connect(uint32_t max_fds, EventLoop &l
 }
 
 Result<void> FdStore::notify(std::string_view text, const int *fds, size_t nfds) {
-    struct iovec iov = {const_cast<char *>(text.data()), text.size()};
-    union {
-        struct cmsghdr align;
-        char data[CMSG_SPACE(sizeof(int) * 2)];
-    } control{};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (nfds > 0) {
-        msg.msg_control = control.data;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-        std::memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-    }
     // systemd learns our pid from the credentials the kernel attaches (PID 1 sets SO_PASSCRED).
-    for (;;) {
-        if (::sendmsg(socket_.get(), &msg, MSG_NOSIGNAL) >= 0)
-            return {};
-        if (errno != EINTR)
-            return Error{-errno, "sendmsg NOTIFY_SOCKET"};
-    }
+    if (send_with_fds(socket_.get(), text.data(), text.size(), fds, nfds, MSG_NOSIGNAL) < 0)
+        return Error{-errno, "sendmsg NOTIFY_SOCKET"};
+    return {};
 }
 
 namespace {
