@@ -412,6 +412,15 @@ void Registry::timer_fired() {
         if (!who.privileged) {
             auto creds = p->pidfd.creds();
             allowed = creds && may_signal(who, *creds);
+            if (creds && !allowed)
+                log_entry(LOG_WARNING, msgid::kKillRefused,
+                          fmt::format("not escalating to SIGKILL for {}[{}]: its uid ({}) is no "
+                                      "longer the registrant's ({})",
+                                      p->comm.data(), p->pid(), creds->ruid, who.uid),
+                          {{"ORPHAND_CHILD_PID", std::to_string(p->pid())},
+                           {"ORPHAND_CHILD_COMM", p->comm.data()},
+                           {"ORPHAND_SIGNAL", "SIGKILL"},
+                           {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)}});
         }
         if (allowed && !p->pidfd.exited() && p->pidfd.send_signal(SIGKILL) == 0) {
             log_entry(LOG_WARNING, msgid::kEscalate,

@@ -6,6 +6,7 @@ logged. Case 2: the child is nobody's when the parent dies (SIGTERM is allowed a
 uid in its SIGTERM handler, and must then not receive the SIGKILL escalation.
 """
 
+import re
 import signal
 import subprocess
 import time
@@ -64,6 +65,9 @@ def main():
         time.sleep(2.0)
         ot.check(st.alive(child2_fd), "SIGKILL escalation reached a child of another user")
         ot.check(uids(child2.pid) == [OTHER] * 3, f"child2 uids {uids(child2.pid)}")
+        ot.check(d.wait_log(f"[{child2.pid}]: its uid") and
+                 re.search(rf"not escalating to SIGKILL for \S+\[{child2.pid}\]", d.read_log()),
+                 f"the withheld escalation is not logged:\n{d.read_log()}")
         print(f"  uid changed during the grace period: child {child2.pid} not escalated to")
         ot.check(d.ping(), "daemon does not answer PING")
 
