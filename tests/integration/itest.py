@@ -9,6 +9,7 @@ import resource
 import shutil
 import signal
 import tempfile
+import time
 
 import orphtest as ot
 
@@ -34,7 +35,21 @@ def sleeper(name="orph-sleep", seconds=600, ignore=()):
     def pre():
         for sig in ignore:
             signal.signal(sig, signal.SIG_IGN)
-    return ot.spawn([named(name), str(seconds)], preexec_fn=pre if ignore else None)
+    proc, pidfd = ot.spawn([named(name), str(seconds)], preexec_fn=pre if ignore else None)
+    # Popen returns once exec has closed the child's close-on-exec fds, which the kernel does
+    # before it renames the process: wait for the new name, which log lines are checked for.
+    deadline = time.monotonic() + ot.TIMEOUT
+    while comm(proc.pid) != name[:15] and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return proc, pidfd
+
+
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
 
 
 def dead_pid():
