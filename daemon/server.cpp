@@ -273,9 +273,9 @@ int Server::run() {
     update_status();
 
     while (!stop_) {
-        // Blocks when nothing is pending; polls while new parents wait to be named, which is
-        // done as soon as the loop finds nothing else to do.
-        if (!dispatch(registry_->has_unnamed() ? 0 : -1))
+        // Blocks when nothing is pending; polls while new parents wait to be named or STATUS=
+        // is out of date, which is done as soon as the loop finds nothing else to do.
+        if (!dispatch(registry_->has_unnamed() || status_stale() ? 0 : -1))
             return 1;
     }
     sd_notify(0, "STOPPING=1");
@@ -295,8 +295,10 @@ bool Server::dispatch(int timeout_ms) {
         log_fmt(LOG_ERR, "epoll_wait failed: {}", std::strerror(-n));
         return false;
     }
-    if (n == 0)
+    if (n == 0) {
         registry_->name_parents();
+        update_status();
+    }
     for (int i = 0; i < n; ++i) {
         auto *source = static_cast<Source *>(events[i].data.ptr);
         switch (source->kind) {
@@ -338,7 +340,6 @@ bool Server::dispatch(int timeout_ms) {
         listener_paused_ = false;
         (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
     }
-    update_status();
     // glibc keeps freed heap pages: after a burst (a flood of clients, a kill storm) the
     // daemon would stay at its peak size. Give them back once most of the peak is gone.
     auto s = registry_->stats();
@@ -374,17 +375,26 @@ void Server::on_signal() {
     }
 }
 
+bool Server::status_stale() const {
+    if (!notify_)
+        return false;
+    auto s = registry_->stats();
+    return s.parents != status_sent_.parents || s.children != status_sent_.children ||
+           s.kills != status_sent_.kills;
+}
+
 void Server::update_status() {
-    if (!getenv("NOTIFY_SOCKET"))
+    // Sent from an idle loop only: under a flood of registrations, a datagram to PID 1 for
+    // every change would cost both sides more than the figures are worth.
+    if (!status_stale() && status_sent_once_)
+        return;
+    if (!notify_)
         return;
     auto s = registry_->stats();
-    std::string status = fmt::format("STATUS=watching {} parents, {} children; {} killed since "
-                                     "start",
-                                     s.parents, s.children, s.kills);
-    if (status != last_status_) {
-        sd_notify(0, status.c_str());
-        last_status_ = std::move(status);
-    }
+    sd_notifyf(0, "STATUS=watching %u parents, %u children; %llu killed since start", s.parents,
+               s.children, static_cast<unsigned long long>(s.kills));
+    status_sent_ = s;
+    status_sent_once_ = true;
 }
 
 void Server::on_listener() {

@@ -99,6 +99,7 @@ class Server {
     void status(Connection *c, const proto::Request &q);
     void on_signal();
     void update_status();
+    bool status_stale() const;
 
     Options options_;
     EventLoop loop_;
@@ -127,7 +128,9 @@ class Server {
         bool foreign = false;
         pid_t inner_pid = 0;
     } last_peer_;
-    std::string last_status_;
+    bool notify_ = getenv("NOTIFY_SOCKET") != nullptr; // under systemd (sd_notify)
+    RegistryStats status_sent_;                        // figures of the last STATUS=
+    bool status_sent_once_ = false;
     size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
 };
 
