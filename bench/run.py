@@ -89,7 +89,10 @@ def shim_ratio(build, quick):
     loop = os.path.join(build, "bench", "shim", "fork_exec_true")
     if not (os.path.exists(script) and os.path.exists(loop)):
         return ["| 3. Shim fork+exec+wait ratio | not built (bench/shim/) | - | - | <= 1.10 | - |"], []
+    empty = os.path.join(build, "bench", "shim", "empty-preload.so")
     argv = [sys.executable, script, "--loop", loop] + (["--samples", "5"] if quick else [])
+    if os.path.exists(empty):
+        argv += ["--empty", empty]
     os.environ["ORPHAND_BUILD_DIR"] = build
     rows, notes = run(argv)
     data = [r for r in rows if not r.startswith("| benchmark") and not r.startswith("|---")]
@@ -108,7 +111,7 @@ def shim_ratio(build, quick):
 
 # What the benchmarks run, relative to the build directory.
 SNAPSHOT = ["daemon/orphand", "ctl/orphanctl", "shim/orphand-forkwait.so",
-            "bench/shim/fork_exec_true"] + [f"bench/{b[0]}" for b in BENCHMARKS if b[0] != "shim"]
+            "bench/shim/fork_exec_true", "bench/shim/empty-preload.so"] + [f"bench/{b[0]}" for b in BENCHMARKS if b[0] != "shim"]
 
 
 def snapshot(build):

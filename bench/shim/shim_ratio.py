@@ -27,6 +27,7 @@ def main():
     ap.add_argument("--loop", required=True, help="the fork_exec_true program")
     ap.add_argument("--samples", type=int, default=31, help="interleaved pairs of batches")
     ap.add_argument("--iterations", type=int, default=200, help="fork+exec+wait per batch")
+    ap.add_argument("--empty", help="an empty library: its preload cost is measured alongside")
     args = ap.parse_args()
 
     plain = {k: v for k, v in os.environ.items()
@@ -36,7 +37,8 @@ def main():
         # Warm up caches (page cache, dynamic loader) for both variants.
         batch(args.loop, max(1, args.iterations // 4), plain)
         batch(args.loop, max(1, args.iterations // 4), shim)
-        ratios, plain_us, shim_us = [], [], []
+        empty = dict(plain, LD_PRELOAD=args.empty) if args.empty else None
+        ratios, plain_us, shim_us, empty_us, empty_ratios = [], [], [], [], []
         for i in range(args.samples):
             # Alternate which variant goes first, so drift does not favour either.
             if i % 2:
@@ -48,6 +50,10 @@ def main():
             plain_us.append(p)
             shim_us.append(s)
             ratios.append(s / p)
+            if empty:
+                e = batch(args.loop, args.iterations, empty)
+                empty_us.append(e)
+                empty_ratios.append(e / p)
         ot.check(d.alive(), "orphand died during the benchmark")
     print("| benchmark | samples x iterations | without shim (us) | with shim (us) "
           "| median ratio |")
@@ -55,6 +61,11 @@ def main():
     print(f"| fork+exec+wait /bin/true | {args.samples} x {args.iterations} "
           f"| {statistics.median(plain_us):.0f} | {statistics.median(shim_us):.0f} "
           f"| {statistics.median(ratios):.3f} |")
+    if empty_us:
+        print(f"- an empty preloaded library (the floor under any preload shim): "
+              f"{statistics.median(empty_us):.0f} us, median ratio "
+              f"{statistics.median(empty_ratios):.3f}; the shim over it: "
+              f"{statistics.median(shim_us) / statistics.median(empty_us):.3f}")
 
 
 if __name__ == "__main__":
