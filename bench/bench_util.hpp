@@ -428,10 +428,8 @@ class Daemon {
     Fd pidfd_;
 };
 
-// A field of /proc/PID/status ("VmRSS:", "voluntary_ctxt_switches:"), in its own unit.
-inline long proc_status_field(pid_t pid, const char *key) {
-    char path[64];
-    std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
+// The number after `key` ("VmRSS:") on its line of a /proc file, or -1.
+inline long proc_file_field(const char *path, const char *key) {
     FILE *f = std::fopen(path, "re");
     if (!f)
         return -1;
@@ -447,21 +445,16 @@ inline long proc_status_field(pid_t pid, const char *key) {
     return value;
 }
 
+// A field of /proc/PID/status ("VmRSS:", "voluntary_ctxt_switches:"), in its own unit.
+inline long proc_status_field(pid_t pid, const char *key) {
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
+    return proc_file_field(path, key);
+}
+
 // A field of /proc/meminfo in kB.
 inline long meminfo(const char *key) {
-    FILE *f = std::fopen("/proc/meminfo", "re");
-    if (!f)
-        return -1;
-    char line[256];
-    long value = -1;
-    size_t len = std::strlen(key);
-    while (std::fgets(line, sizeof(line), f))
-        if (std::strncmp(line, key, len) == 0) {
-            value = std::strtol(line + len, nullptr, 10);
-            break;
-        }
-    std::fclose(f);
-    return value;
+    return proc_file_field("/proc/meminfo", key);
 }
 
 // Kernel memory that pidfds and epoll items live in: slab (reclaimable and not).
