@@ -2,6 +2,7 @@
 // The epoll-based event loop.
 #include "event_loop.hpp"
 
+#include <sys/timerfd.h>
 #include <time.h>
 
 #include <cerrno>
@@ -47,6 +48,13 @@ uint64_t monotonic_ns() {
     struct timespec ts {};
     ::clock_gettime(CLOCK_MONOTONIC, &ts);
     return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+bool arm_timer_at(int fd, uint64_t deadline_ns) {
+    struct itimerspec its {};
+    its.it_value.tv_sec = static_cast<time_t>(deadline_ns / 1000000000u);
+    its.it_value.tv_nsec = static_cast<long>(deadline_ns % 1000000000u);
+    return ::timerfd_settime(fd, deadline_ns ? TFD_TIMER_ABSTIME : 0, &its, nullptr) == 0;
 }
 
 } // namespace orphand

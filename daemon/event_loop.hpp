@@ -50,4 +50,8 @@ class EventLoop {
 // Monotonic clock in nanoseconds.
 uint64_t monotonic_ns();
 
+// Arms the CLOCK_MONOTONIC timerfd `fd` to expire once at `deadline_ns` (absolute), or disarms
+// it when `deadline_ns` is 0. Returns false if the kernel refused.
+bool arm_timer_at(int fd, uint64_t deadline_ns);
+
 } // namespace orphand

@@ -187,10 +187,7 @@ void FdStore::rearm() {
     uint64_t next = queue_.empty() ? 0 : queue_.front().created_ns + delay_ns_;
     if (next == armed_ns_)
         return;
-    struct itimerspec its {};
-    its.it_value.tv_sec = static_cast<time_t>(next / 1000000000u);
-    its.it_value.tv_nsec = static_cast<long>(next % 1000000000u);
-    if (::timerfd_settime(timer_.get(), next ? TFD_TIMER_ABSTIME : 0, &its, nullptr) == 0)
+    if (arm_timer_at(timer_.get(), next))
         armed_ns_ = next;
 }
 

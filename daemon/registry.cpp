@@ -3,7 +3,6 @@
 #include "registry.hpp"
 
 #include <signal.h>
-#include <sys/timerfd.h>
 
 #include <cerrno>
 #include <cstring>
@@ -391,12 +390,7 @@ void Registry::rearm() {
     if (next == armed_ns_)
         return;
     // Armed only while an escalation is pending: an idle daemon has no timer at all.
-    struct itimerspec its {};
-    if (next) {
-        its.it_value.tv_sec = static_cast<time_t>(next / 1000000000u);
-        its.it_value.tv_nsec = static_cast<long>(next % 1000000000u);
-    }
-    if (::timerfd_settime(timer_fd_.get(), next ? TFD_TIMER_ABSTIME : 0, &its, nullptr) == 0)
+    if (arm_timer_at(timer_fd_.get(), next))
         armed_ns_ = next;
 }
 
