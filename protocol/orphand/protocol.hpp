@@ -85,6 +85,7 @@ enum Reason : uint32_t {
     kBadPolicy = 17,           // EINVAL: invalid signal or grace period, or reserved bits set
     kNotBound = 18,            // accepted (UNREGISTER): there was no such binding
     kInternal = 19,            // any other errno
+    kNotAProcess = 20,         // EINVAL: a pid or pidfd names a thread, not a process
     kReasonCount
 };
 
@@ -138,9 +139,16 @@ struct StatusInfo {
     uint32_t daemon_pid;
     uint32_t default_signal;
     uint32_t default_grace_ms;
-    uint32_t reserved[4];
+    uint32_t scope; // kStatusAll, or kStatusOwn: the figures are the client's own
+    uint32_t reserved[3];
 };
 static_assert(sizeof(StatusInfo) == 80);
+static_assert(offsetof(StatusInfo, scope) == 64);
+
+// StatusInfo::scope. An unprivileged client is told its own bindings, kills and connections,
+// and no parent or child counts; root and CAP_KILL holders are told the daemon's.
+inline constexpr uint32_t kStatusAll = 0;
+inline constexpr uint32_t kStatusOwn = 1;
 
 // The maximum number of fds a REGISTER may carry: the child's pidfd, then the parent's.
 inline constexpr size_t kMaxFds = 2;
@@ -188,6 +196,8 @@ constexpr const char *reason_text(uint32_t reason) {
         return "no such binding";
     case kInternal:
         return "internal error";
+    case kNotAProcess:
+        return "names a thread, not a process";
     default:
         return "unknown reason";
     }
@@ -207,10 +217,23 @@ class Framer {
     // [data, data + len), in order, completing one left over from a previous call. Returns the
     // number of messages delivered.
     template <typename F> size_t feed(const unsigned char *data, size_t len, F &&on_message) {
+        size_t delivered = 0;
+        feed_until(data, len, [&](const unsigned char *msg, size_t size) {
+            ++delivered;
+            on_message(msg, size);
+            return true;
+        });
+        return delivered;
+    }
+
+    // As feed(), but `on_message` returns whether to go on: after a message for which it
+    // returns false, the rest of the input is left alone. Returns the number of bytes of
+    // [data, data + len) taken (kept as a partial message or delivered); the caller feeds the
+    // others again later.
+    template <typename F> size_t feed_until(const unsigned char *data, size_t len, F &&on_message) {
         // An empty read may come with a null pointer, which memcpy must never see.
         if (len == 0)
             return 0;
-        size_t delivered = 0;
         size_t pos = 0;
         if (have_ > 0) {
             size_t take = size_ - have_ < len ? size_ - have_ : len;
@@ -218,24 +241,26 @@ class Framer {
             have_ += take;
             pos = take;
             if (have_ < size_)
-                return delivered;
+                return pos;
             have_ = 0;
-            ++delivered;
-            on_message(static_cast<const unsigned char *>(partial_), size_);
+            if (!on_message(static_cast<const unsigned char *>(partial_), size_))
+                return pos;
         }
         while (len - pos >= size_) {
             const unsigned char *msg = data + pos;
             pos += size_;
-            ++delivered;
-            on_message(msg, size_);
+            if (!on_message(msg, size_))
+                return pos;
         }
         std::memcpy(partial_, data + pos, len - pos);
         have_ = len - pos;
-        return delivered;
+        return len;
     }
 
     // Bytes of an incomplete message held back.
     size_t pending() const { return have_; }
+    // Bytes still needed to complete the current message.
+    size_t remaining() const { return size_ - have_; }
     size_t size() const { return size_; }
     // Only valid while no partial message is held (that is, from the feed() callback).
     void set_size(size_t size) { size_ = size <= kMaxMessage ? size : kMaxMessage; }

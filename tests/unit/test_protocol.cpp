@@ -92,6 +92,31 @@ TEST_CASE("framer switches message size from the callback (HELLO)") {
     CHECK(sizes[1] == 32);
 }
 
+TEST_CASE("framer stops where the callback says and leaves the rest to be fed again") {
+    Framer f;
+    std::vector<unsigned char> stream;
+    for (uint32_t i = 1; i <= 4; ++i) {
+        auto b = bytes_of({i, 0, kRegister});
+        stream.insert(stream.end(), b.begin(), b.end());
+    }
+    std::vector<uint32_t> seen;
+    auto until_second = [&](const unsigned char *m, size_t) {
+        seen.push_back(load<Record>(m).parent);
+        return seen.size() != 2;
+    };
+    // Half a record first: held as partial, all of it taken.
+    CHECK(f.feed_until(stream.data(), 6, until_second) == 6);
+    CHECK(f.remaining() == 6);
+    // The first record completes, the second stops the feed: the rest is not taken.
+    CHECK(f.feed_until(stream.data() + 6, stream.size() - 6, until_second) == 18);
+    CHECK(seen == std::vector<uint32_t>{1, 2});
+    CHECK(f.pending() == 0);
+    CHECK(f.remaining() == sizeof(Record));
+    size_t taken = 24;
+    CHECK(f.feed_until(stream.data() + taken, stream.size() - taken, until_second) == 24);
+    CHECK(seen == std::vector<uint32_t>{1, 2, 3, 4});
+}
+
 TEST_CASE("every reason has text") {
     for (uint32_t r = 0; r < kReasonCount; ++r)
         CHECK(std::strcmp(reason_text(r), "unknown reason") != 0);
