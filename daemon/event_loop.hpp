@@ -24,7 +24,8 @@ struct Source {
         Signal,
         Timer,
         Watchdog,
-        StoreTimer
+        StoreTimer,
+        Closer
     };
     explicit Source(Kind k) : kind(k) {}
     Kind kind;

@@ -205,7 +205,17 @@ Result<PidFd> PidFd::open(pid_t pid) {
     return PidFd(pid, std::move(fd));
 }
 
+bool is_pidfd(int fd) {
+    return sys_pidfd_send_signal(fd, 0) == 0 || errno != EBADF;
+}
+
 Result<PidFd> PidFd::adopt(UniqueFd fd, ProcessInfo *info) {
+    // PIDFD_THREAD (Linux 6.9) is O_EXCL, which open(2) never leaves in a file's flags.
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    if (flags < 0)
+        return Error{-EBADF, "not a pidfd"};
+    if (flags & O_EXCL)
+        return Error{-EINVAL, "pidfd of a thread"};
     auto pid = pidfd_pid(fd.get(), info);
     if (!pid)
         return pid.error();

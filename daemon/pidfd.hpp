@@ -43,8 +43,10 @@ class PidFd {
     // Opens a pidfd for `pid` (close-on-exec). -ESRCH if there is no such process.
     static Result<PidFd> open(pid_t pid);
     // Takes ownership of `fd`, verifying it is a pidfd; reads its pid from the kernel, and
-    // fills `info` (if given) when the kernel has PIDFD_GET_INFO.
-    // -EBADF if `fd` is not a pidfd, -ESRCH if its process is already reaped.
+    // fills `info` (if given) when the kernel has PIDFD_GET_INFO. `fd` must have passed
+    // is_pidfd(): nothing else is asked of a file a client may control.
+    // -EBADF if `fd` is not a pidfd, -ESRCH if its process is already reaped, -EINVAL if it
+    // is a thread's pidfd (PIDFD_THREAD), which would send signals to that thread alone.
     static Result<PidFd> adopt(UniqueFd fd, ProcessInfo *info = nullptr);
 
     pid_t pid() const { return pid_; }
@@ -81,6 +83,13 @@ struct KernelFeatures {
 
 // Probes the running kernel once; later calls return the cached answer.
 const KernelFeatures &kernel_features();
+
+// True if `fd` is a pidfd (or a /proc/PID directory, which the kernel accepts in its place).
+// Decided by pidfd_send_signal with signal 0, which checks the file's type before anything
+// else and never calls into the file's driver: an ioctl, fstat or fstatfs on a client's fd could
+// wait on a FUSE server, and its last close could block (see FdCloser). Closing an fd for which
+// this is true never blocks.
+bool is_pidfd(int fd);
 
 // Raw wrappers (glibc 2.36 has pidfd_open, but its header lacks C linkage guards).
 int sys_pidfd_open(pid_t pid, unsigned flags);

@@ -36,6 +36,16 @@ constexpr size_t kTrimAfter = 512; // objects gone since the peak worth trimming
     throw std::system_error(err, std::generic_category(), what);
 }
 
+// Output pending: wait until the client reads it, reading nothing meanwhile, so that its replies
+// never pile up beyond one request's worth. Input left for the next turn: nothing.
+uint32_t wanted_events(const Connection &c) {
+    if (c.out.size() > c.out_sent)
+        return EPOLLOUT;
+    if (c.ready || !c.in.empty())
+        return 0;
+    return EPOLLIN;
+}
+
 bool valid_pid(uint32_t pid) {
     return pid != 0 && pid <= static_cast<uint32_t>(INT_MAX);
 }
@@ -107,6 +117,24 @@ bool has_cap_kill(const PidFd &p, pid_t pid, uid_t uid) {
     return mask & (1ull << 5);
 }
 
+// The refusal for a pid that pidfd_open(2) would not open. A thread other than a thread group's
+// leader gives ENOENT (EINVAL before Linux 6.9).
+Verdict open_failure(int error) {
+    switch (error) {
+    case -ESRCH:
+        return {-ESRCH, proto::kNoSuchProcess};
+    case -ENOENT:
+    case -EINVAL:
+        return {-EINVAL, proto::kNotAProcess};
+    case -EMFILE:
+    case -ENFILE:
+    case -ENOMEM:
+        return {error, proto::kOutOfFds};
+    default:
+        return {error, proto::kInternal};
+    }
+}
+
 // Inode of one of our own or a process's namespaces, or 0.
 ino_t ns_inode(const char *path) {
     struct stat st {};
@@ -166,6 +194,7 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
             fail(-r.code(), r.error().what);
     }
 
+    closer_ = std::make_unique<FdCloser>(loop_, &closer_source_);
     bind_listener();
     fd_store_ = start_fd_store(options_.fd_store_max, options_.fd_store_delay_ms,
                                std::move(passed_fds_), *registry_, loop_);
@@ -175,8 +204,12 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
 Server::~Server() {
     // Bindings torn down at exit stay in the fd store: the next start restores them.
     registry_->set_store(nullptr);
-    for (auto &[ptr, conn] : connections_)
-        loop_.remove(conn->fd.get());
+    for (auto &[ptr, conn] : connections_) {
+        if (conn->watched)
+            loop_.remove(conn->fd.get());
+        if (conn->fd && !conn->eof)
+            closer_->take(std::move(conn->fd), conn->peer.uid);
+    }
     connections_.clear();
     if (!bound_path_.empty())
         ::unlink(bound_path_.c_str());
@@ -275,7 +308,7 @@ int Server::run() {
     while (!stop_) {
         // Blocks when nothing is pending; polls while new parents wait to be named or STATUS=
         // is out of date, which is done as soon as the loop finds nothing else to do.
-        if (!dispatch(registry_->has_unnamed() || status_stale() ? 0 : -1))
+        if (!dispatch(registry_->has_unnamed() || status_stale() || !ready_.empty() ? 0 : -1))
             return 1;
     }
     sd_notify(0, "STOPPING=1");
@@ -321,6 +354,9 @@ bool Server::dispatch(int timeout_ms) {
             if (fd_store_)
                 fd_store_->timer_fired();
             break;
+        case Source::Kind::Closer:
+            on_closer();
+            break;
         case Source::Kind::Watchdog: {
             uint64_t expirations;
             (void)!::read(watchdog_fd_.get(), &expirations, sizeof(expirations));
@@ -328,6 +364,15 @@ bool Server::dispatch(int timeout_ms) {
             break;
         }
         }
+    }
+    // Connections that yielded or had more to read than one turn's worth go on now, after
+    // everyone else's events.
+    if (!ready_.empty()) {
+        std::vector<Connection *> ready;
+        std::swap(ready, ready_);
+        for (Connection *c : ready)
+            if (!c->closing && c->ready)
+                resume(c);
     }
     // Freed only now: an event later in the batch may point at them.
     for (Connection *c : closed_)
@@ -360,6 +405,7 @@ void Server::adopt_connection(UniqueFd fd, const struct ucred &peer) {
         if (auto p = PidFd::open(peer.pid))
             c->peer_pidfd = std::move(*p);
     Connection *raw = c.get();
+    raw->interest = EPOLLIN;
     if (auto r = loop_.add(raw->fd.get(), EPOLLIN, raw); !r)
         return;
     raw->watched = true;
@@ -414,10 +460,13 @@ void Server::on_listener() {
             return;
         }
         auto c = std::make_unique<Connection>();
-        c->fd = std::move(fd);
         socklen_t len = sizeof(c->peer);
-        if (::getsockopt(c->fd.get(), SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0)
+        if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0) {
+            // Whatever the peer queued on it is released with it: never on the loop.
+            closer_->take(std::move(fd), static_cast<uid_t>(-1));
             continue;
+        }
+        c->fd = std::move(fd);
         if (kernel_features().peer_pidfd) {
             int pfd = -1;
             socklen_t plen = sizeof(pfd);
@@ -443,6 +492,7 @@ void Server::on_listener() {
                                       c->peer.uid, proto::reason_text(proto::kLimitConnections)),
                           {{"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
                            {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)}});
+            closer_->take(std::move(c->fd), c->peer.uid);
             continue;
         }
         ++per_uid;
@@ -452,9 +502,10 @@ void Server::on_listener() {
         // they are accepted: read first, and a connection that is already done never costs
         // an epoll registration.
         read_from(raw, true);
-        if (raw->closing)
+        if (raw->closing || raw->throttled)
             continue;
-        if (auto r = loop_.add(raw->fd.get(), raw->reading ? EPOLLIN : EPOLLOUT, raw); !r) {
+        raw->interest = wanted_events(*raw);
+        if (auto r = loop_.add(raw->fd.get(), raw->interest, raw); !r) {
             close_connection(raw);
             continue;
         }
@@ -465,101 +516,230 @@ void Server::on_listener() {
 void Server::on_connection(Connection *c, uint32_t events) {
     if (c->closing)
         return;
+    if ((events & (EPOLLHUP | EPOLLERR)) && !c->hangup) {
+        // Both directions are shut (or the peer is gone): no reply can reach it any more, but
+        // what it sent before still counts, as a legacy client's records always have. Pending
+        // replies are dropped and the rest of its input is read and handled until EOF.
+        c->hangup = true;
+        c->out.clear();
+        c->out_sent = 0;
+    }
     if (events & EPOLLOUT)
         flush(c);
-    if (c->closing)
+    resume(c);
+}
+
+void Server::resume(Connection *c) {
+    if (c->closing || c->throttled)
         return;
-    if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
-        read_from(c);
+    c->ready = false;
+    if (!c->in.empty()) {
+        std::string in = std::move(c->in);
+        c->in.clear();
+        size_t taken = 0;
+        while (taken < in.size() && !c->closing) {
+            size_t n = c->framer.feed_until(
+                reinterpret_cast<const unsigned char *>(in.data()) + taken, in.size() - taken,
+                [&](const unsigned char *m, size_t size) { return handle(c, m, size); });
+            taken += n;
+            if (c->out.size() > c->out_sent || c->ready)
+                break;
+        }
+        if (c->closing)
+            return;
+        if (taken < in.size()) {
+            c->in.assign(in, taken);
+            update_interest(c);
+            return;
+        }
+    }
+    if (c->out.size() == c->out_sent && !c->ready)
+        read_from(c, c->hangup);
+    if (!c->closing)
+        update_interest(c);
+}
+
+ssize_t Server::receive(Connection *c, unsigned char *buf, size_t size) {
+    // A client sends fds with the first byte of a message, but one recvmsg may join the bytes
+    // of several sends, fds or not: the kernel stops after the first send with fds, wherever
+    // that began. So a read that may meet fds stops at the end of the current message, and
+    // then they belong to it. Whether fds lie ahead is asked first with a peek that takes
+    // none (MSG_CTRUNC says so; the copies it drops are not the last references, so that never
+    // blocks). A client that sent fds is read message by message until one comes without.
+    size_t want = size;
+    if (c->exact) {
+        want = c->framer.remaining();
+    } else {
+        struct iovec iov = {buf, size};
+        struct msghdr peek {};
+        peek.msg_iov = &iov;
+        peek.msg_iovlen = 1;
+        ssize_t n = ::recvmsg(c->fd.get(), &peek, MSG_PEEK | MSG_DONTWAIT);
+        if (n <= 0)
+            return n < 0 ? -errno : 0;
+        if (peek.msg_flags & MSG_CTRUNC) {
+            c->exact = true;
+            want = c->framer.remaining();
+        } else {
+            want = static_cast<size_t>(n);
+        }
+    }
+    // Room for all the fds one message can carry (SCM_MAX_FD): any the kernel could not
+    // install, it would release here, on the loop, where the last close may block.
+    union {
+        struct cmsghdr align;
+        char data[CMSG_SPACE(sizeof(int) * 253)];
+    } control;
+    struct iovec iov = {buf, want};
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data;
+    msg.msg_controllen = sizeof(control.data);
+    ssize_t n = ::recvmsg(c->fd.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (n < 0)
+        return -errno;
+    bool got_fds = CMSG_FIRSTHDR(&msg) != nullptr || (msg.msg_flags & MSG_CTRUNC);
+    keep_fds(c, msg);
+    if (n > 0)
+        c->exact = got_fds;
+    return n;
+}
+
+void Server::keep_fds(Connection *c, struct msghdr &msg) {
+    // Every fd is taken at once, so that none leaks whatever happens to the message. Pidfds
+    // are kept for the message; any other fd goes to the FdCloser unexamined.
+    bool first = !c->has_fds;
+    if (first) {
+        c->fds = FdBatch{};
+        c->fds.message = c->consumed;
+    }
+    bool any = false;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t j = 0; j < count; ++j) {
+            int raw;
+            std::memcpy(&raw, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
+            UniqueFd fd(raw);
+            any = true;
+            bool pidfd = is_pidfd(fd.get());
+            // Fds sent with a later part of the same message break the protocol's rule: the
+            // message is refused as carrying too many.
+            if (!first || c->fds.count == c->fds.fds.size())
+                c->fds.too_many = true;
+            else if (pidfd)
+                c->fds.fds[c->fds.count++] = std::move(fd);
+            else
+                c->fds.not_pidfd[c->fds.count++] = true;
+            if (fd)
+                pidfd ? fd.reset() : closer_->take(std::move(fd), c->peer.uid);
+        }
+    }
+    if (msg.msg_flags & MSG_CTRUNC) {
+        any = true;
+        c->fds.too_many = true;
+    }
+    if (any)
+        c->has_fds = true;
 }
 
 void Server::read_from(Connection *c, bool until_eagain) {
     static unsigned char buf[kReadSize];
-    for (int i = 0; i < kReadsPerEvent && c->reading && !c->closing; ++i) {
-        union {
-            struct cmsghdr align;
-            char data[CMSG_SPACE(sizeof(int) * 8)];
-        } control{};
-        struct iovec iov = {buf, sizeof(buf)};
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.data;
-        msg.msg_controllen = sizeof(control.data);
-        ssize_t n = ::recvmsg(c->fd.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                return;
+    for (int i = 0; i < kReadsPerEvent && !c->closing; ++i) {
+        if (closer_->throttled(c->peer.uid)) {
+            throttle(c);
+            return;
+        }
+        ssize_t n = receive(c, buf, sizeof(buf));
+        if (n < 0 && (n == -EAGAIN || n == -EINTR))
+            return;
+        if (n <= 0) {
+            // EOF, or an error that ends the stream: nothing more can arrive, and everything
+            // that arrived before has been handled, so closing it cannot block.
+            c->eof = true;
             close_connection(c);
             return;
         }
-        // Take every fd first, so that none leaks whatever happens to the message.
-        FdBatch batch;
-        batch.offset = c->received;
-        bool got_fds = false;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (size_t j = 0; j < count; ++j) {
-                int fd;
-                std::memcpy(&fd, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
-                got_fds = true;
-                if (batch.count < batch.fds.size())
-                    batch.fds[batch.count++].reset(fd);
-                else {
-                    ::close(fd);
-                    batch.too_many = true;
-                }
-            }
-        }
-        if (msg.msg_flags & MSG_CTRUNC) {
-            got_fds = true;
-            batch.too_many = true;
-        }
-        if (got_fds) {
-            if (c->fd_batches.size() >= 2) {
-                // A client sending fds without records: drop the oldest unclaimed batch, so that
-                // no connection pins more than a few of the daemon's fds.
-                c->fd_batches.erase(c->fd_batches.begin());
-            }
-            c->fd_batches.push_back(std::move(batch));
-        }
-        if (n == 0) {
-            // EOF: everything that arrived before it has been handled.
-            close_connection(c);
+        if (!process(c, buf, static_cast<size_t>(n)))
             return;
-        }
-        c->received += static_cast<uint64_t>(n);
-        c->framer.feed(buf, static_cast<size_t>(n), [&](const unsigned char *m, size_t size) {
-            if (!c->closing)
-                handle(c, m, size);
-        });
-        // A short read usually drained the socket; only a fresh connection reads on, to see
-        // the EOF of a client that sent everything and closed.
-        if (static_cast<size_t>(n) < sizeof(buf) && !until_eagain)
+        // A short read usually drained the socket; only a fresh connection, or one whose peer
+        // has gone, reads on to see the EOF.
+        if (static_cast<size_t>(n) < sizeof(buf) && !until_eagain && !c->exact)
             return;
     }
 }
 
-FdBatch *Server::take_fds(Connection *c, uint64_t msg_start, size_t size) {
-    // A batch arrived with the read that began at its offset. It belongs to the message that
-    // contains that byte: a client sends fds with a message's first byte.
-    if (c->fd_batches.empty() || c->fd_batches.front().offset >= msg_start + size)
-        return nullptr;
-    return &c->fd_batches.front();
+bool Server::process(Connection *c, const unsigned char *data, size_t size) {
+    // Requests are handled only while their replies are taken: once output is pending (the
+    // client is not reading) or a request yielded the loop, the rest waits in `in`.
+    size_t taken = c->framer.feed_until(
+        data, size, [&](const unsigned char *m, size_t len) { return handle(c, m, len); });
+    if (c->closing)
+        return false;
+    if (taken < size)
+        c->in.append(reinterpret_cast<const char *>(data) + taken, size - taken);
+    return c->in.empty() && c->out.size() == c->out_sent && !c->ready;
 }
 
-void Server::handle(Connection *c, const unsigned char *msg, size_t size) {
+void Server::throttle(Connection *c) {
+    if (c->throttled)
+        return;
+    c->throttled = true;
+    if (c->watched) {
+        loop_.remove(c->fd.get());
+        c->watched = false;
+    }
+    throttled_.push_back(c);
+}
+
+void Server::on_closer() {
+    closer_->drain_notification();
+    std::vector<Connection *> again;
+    std::swap(again, throttled_);
+    for (Connection *c : again) {
+        if (c->closing)
+            continue;
+        if (closer_->throttled(c->peer.uid)) {
+            throttled_.push_back(c);
+            continue;
+        }
+        c->throttled = false;
+        c->interest = 0;
+        if (auto r = loop_.add(c->fd.get(), 0, c); !r) {
+            close_connection(c);
+            continue;
+        }
+        c->watched = true;
+        resume(c);
+    }
+}
+
+bool Server::handle(Connection *c, const unsigned char *msg, size_t size) {
     uint64_t start = c->consumed;
     c->consumed += size;
-    FdBatch *fds = take_fds(c, start, size);
+    FdBatch *fds = c->has_fds && c->fds.message == start ? &c->fds : nullptr;
+    uint32_t action = proto::load<proto::Record>(msg).action;
     if (size == sizeof(proto::Record))
         handle_legacy(c, proto::load<proto::Record>(msg), fds);
     else
         handle_v1(c, proto::load<proto::Request>(msg), fds);
-    if (fds && !c->closing)
-        c->fd_batches.erase(c->fd_batches.begin()); // closes whatever was not adopted
+    if (c->has_fds && c->fds.message <= start) {
+        c->has_fds = false;
+        c->fds = FdBatch{}; // closes whatever was not adopted: pidfds only
+    }
+    if (c->closing)
+        return false;
+    // A LIST or STATUS may cost the loop a while: one per connection per turn.
+    if (action == proto::kList || action == proto::kStatus) {
+        if (!c->ready) {
+            c->ready = true;
+            ready_.push_back(c);
+        }
+        return false;
+    }
+    return c->out.size() == c->out_sent;
 }
 
 void Server::handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds) {
@@ -730,10 +910,15 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
         return false;
     };
     auto adopt = [&](size_t index, uint32_t pid, Verdict *v, ProcessInfo *info) -> PidFd {
+        if (fds->not_pidfd[index]) {
+            *v = {-EBADF, proto::kNotPidfd};
+            return {};
+        }
         auto p = PidFd::adopt(std::move(fds->fds[index]), info);
         if (!p) {
-            *v = p.code() == -ESRCH ? Verdict{-ESRCH, proto::kNoSuchProcess}
-                                    : Verdict{-EBADF, proto::kNotPidfd};
+            *v = p.code() == -ESRCH    ? Verdict{-ESRCH, proto::kNoSuchProcess}
+                 : p.code() == -EINVAL ? Verdict{-EINVAL, proto::kNotAProcess}
+                                       : Verdict{-EBADF, proto::kNotPidfd};
             return {};
         }
         if (!matches(*p, pid)) {
@@ -753,11 +938,8 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
             return v;
     } else {
         auto p = PidFd::open(static_cast<pid_t>(child_pid));
-        if (!p) {
-            if (p.code() == -EMFILE || p.code() == -ENFILE || p.code() == -ENOMEM)
-                return {p.code(), proto::kOutOfFds};
-            return {-ESRCH, proto::kNoSuchProcess};
-        }
+        if (!p)
+            return open_failure(p.code());
         child = std::move(*p);
         if (kernel_features().pidfd_info && pidfd_get_info(child.fd(), &info) < 0)
             info = {};
@@ -802,11 +984,13 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
         auto p = PidFd::open(static_cast<pid_t>(parent_pid));
         if (p) {
             parent = std::move(*p);
-        } else if (p.code() == -EMFILE || p.code() == -ENFILE || p.code() == -ENOMEM) {
-            return {p.code(), proto::kOutOfFds};
-        } else {
+        } else if (p.code() == -ESRCH) {
             // No such process: it already died. The binding is acted on at once.
             parent = PidFd(static_cast<pid_t>(parent_pid), UniqueFd());
+        } else {
+            // Anything else says nothing of the parent's death: a kill on a guess would be a
+            // kill by mistake.
+            return open_failure(p.code());
         }
     }
     return registry_->add(std::move(parent), std::move(child), policy,
@@ -860,38 +1044,45 @@ void Server::send_reply(Connection *c, const proto::Request &q, Verdict v, uint3
 }
 
 void Server::reply(Connection *c, const void *data, size_t size) {
+    if (c->hangup)
+        return; // the peer can no longer read it
     c->out.append(static_cast<const char *>(data), size);
     flush(c);
 }
 
 void Server::flush(Connection *c) {
-    // Sent bytes are dropped from the front once per flush, not after every partial send: a
-    // large LIST would otherwise be moved again and again.
-    size_t sent = 0;
-    while (sent < c->out.size()) {
-        ssize_t n = ::send(c->fd.get(), c->out.data() + sent, c->out.size() - sent,
+    while (c->out_sent < c->out.size()) {
+        ssize_t n = ::send(c->fd.get(), c->out.data() + c->out_sent, c->out.size() - c->out_sent,
                            MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR)
                 break;
-            close_connection(c);
-            return;
+            // The peer shut its reading side or is gone: drop the replies, and handle what it
+            // sent until EOF as after a hangup.
+            c->hangup = true;
+            break;
         }
-        sent += static_cast<size_t>(n);
+        c->out_sent += static_cast<size_t>(n);
     }
-    c->out.erase(0, sent);
-    update_interest(c);
+    // Sent bytes are dropped from the front only once they are most of the buffer, so that a
+    // large reply sent in many pieces is moved a bounded number of times, not once per piece.
+    if (c->out_sent == c->out.size() || c->hangup) {
+        c->out.clear();
+        c->out_sent = 0;
+    } else if (c->out_sent >= kReadSize && c->out_sent * 2 >= c->out.size()) {
+        c->out.erase(0, c->out_sent);
+        c->out_sent = 0;
+    }
+    if (c->watched && !c->closing)
+        update_interest(c);
 }
 
 void Server::update_interest(Connection *c) {
-    // A client that does not read its replies stops being read: its replies never pile up
-    // beyond one read's worth of requests.
-    bool want_read = c->out.empty();
-    if (want_read == c->reading)
+    uint32_t want = wanted_events(*c);
+    if (want == c->interest || !c->watched)
         return;
-    c->reading = want_read;
-    if (c->watched)
-        (void)loop_.modify(c->fd.get(), want_read ? EPOLLIN : EPOLLOUT, c);
+    c->interest = want;
+    (void)loop_.modify(c->fd.get(), want, c);
 }
 
 void Server::close_connection(Connection *c) {
@@ -903,8 +1094,18 @@ void Server::close_connection(Connection *c) {
     auto it = connections_per_uid_.find(c->peer.uid);
     if (it != connections_per_uid_.end() && --it->second == 0)
         connections_per_uid_.erase(it);
-    c->fd.reset();
-    c->fd_batches.clear();
+    // The last close of a Unix socket releases the fds still queued in it, and those are the
+    // client's to choose: unless the stream was read to its end, that happens off the loop.
+    if (c->eof)
+        c->fd.reset();
+    else
+        closer_->take(std::move(c->fd), c->peer.uid);
+    c->has_fds = false;
+    c->fds = FdBatch{};
+    if (c->throttled)
+        std::erase(throttled_, c);
+    if (c->ready)
+        std::erase(ready_, c);
     closed_.push_back(c);
 }
 
@@ -926,21 +1127,12 @@ void Server::list(Connection *c, const proto::Request &q) {
         i.signal = b.policy.signal;
         i.grace_ms = b.policy.grace_ms;
         i.age_ms = (now - b.created_ns) / 1000000u;
-        if (b.parent->comm[0] != '\0')
-            std::memcpy(i.parent_comm, b.parent->comm.data(), sizeof(i.parent_comm));
-        else
-            std::snprintf(i.parent_comm, sizeof(i.parent_comm), "%s",
-                          b.parent->pidfd.comm().c_str());
-        if (b.child->comm[0] != '\0')
-            std::memcpy(i.child_comm, b.child->comm.data(), sizeof(i.child_comm));
-        else
-            std::snprintf(i.child_comm, sizeof(i.child_comm), "%s", b.child->pidfd.comm().c_str());
+        std::snprintf(i.parent_comm, sizeof(i.parent_comm), "%s", registry_->name_of(b.parent));
+        std::snprintf(i.child_comm, sizeof(i.child_comm), "%s", registry_->name_of(b.child));
         infos.push_back(i);
     });
     send_reply(c, q, {0, proto::kOk}, static_cast<uint32_t>(infos.size()));
-    c->out.append(reinterpret_cast<const char *>(infos.data()),
-                  infos.size() * sizeof(proto::BindingInfo));
-    flush(c);
+    reply(c, infos.data(), infos.size() * sizeof(proto::BindingInfo));
 }
 
 void Server::status(Connection *c, const proto::Request &q) {
@@ -948,11 +1140,22 @@ void Server::status(Connection *c, const proto::Request &q) {
     proto::StatusInfo info{};
     std::snprintf(info.version, sizeof(info.version), "%s", ORPHAND_VERSION);
     info.uptime_ms = (monotonic_ns() - start_ns_) / 1000000u;
-    info.kills = s.kills;
-    info.parents = s.parents;
-    info.children = s.children;
-    info.bindings = s.bindings;
-    info.connections = static_cast<uint32_t>(connections_.size());
+    if (peer_privileged(c)) {
+        info.kills = s.kills;
+        info.parents = s.parents;
+        info.children = s.children;
+        info.bindings = s.bindings;
+        info.connections = static_cast<uint32_t>(connections_.size());
+    } else {
+        // What others have bound, and how busy the daemon is with them, is not for an
+        // unprivileged client to learn (orphand(8), SECURITY): it gets its own figures.
+        auto mine = registry_->stats_of(c->peer.uid);
+        info.kills = mine.kills;
+        info.bindings = mine.bindings;
+        auto conns = connections_per_uid_.find(c->peer.uid);
+        info.connections = conns == connections_per_uid_.end() ? 0 : conns->second;
+        info.scope = proto::kStatusOwn;
+    }
     info.features = features_mask() | (fd_store_ ? proto::kFeatureFdStore : 0u);
     info.daemon_pid = static_cast<uint32_t>(::getpid());
     info.default_signal = static_cast<uint32_t>(options_.policy.signal);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "event_loop.hpp"
+#include "fd_closer.hpp"
 #include "fd_store.hpp"
 #include "log.hpp"
 #include "options.hpp"
@@ -21,11 +22,12 @@
 
 namespace orphand {
 
-// Fds received with one read, and the stream offset of that read's first byte: they belong to
-// the first message that starts at or after it.
+// Fds that came with a message. Only pidfds are kept (an fd of any other kind went to the
+// FdCloser when it arrived, and is marked here).
 struct FdBatch {
-    uint64_t offset = 0;
+    uint64_t message = 0; // stream offset of the first byte of the message they came with
     std::array<UniqueFd, proto::kMaxFds> fds;
+    std::array<bool, proto::kMaxFds> not_pidfd{};
     size_t count = 0;
     bool too_many = false;
 };
@@ -43,14 +45,21 @@ struct Connection : Source {
     bool foreign_pidns = false;
     pid_t peer_inner_pid = 0; // the peer's pid in its own namespace (when foreign)
     bool v1 = false;
-    bool reading = true;
     bool watched = false; // registered in the loop (a connection done at accept never is)
     bool closing = false;
+    bool eof = false;       // the peer can send no more and all it sent is read
+    bool hangup = false;    // the peer can take no more replies: they are dropped
+    bool exact = true;      // the next read stops at the end of the current message
+    bool throttled = false; // its uid has too many fds waiting to be closed (see FdCloser)
+    bool ready = false;     // has input to handle at the next turn of the loop
+    uint32_t interest = 0;  // events it is watched for
     proto::Framer framer;
-    uint64_t received = 0; // bytes read so far
     uint64_t consumed = 0; // bytes of complete messages so far
-    std::vector<FdBatch> fd_batches;
-    std::string out; // replies not yet written
+    bool has_fds = false;
+    FdBatch fds;     // fds for the message starting at fds.message
+    std::string in;  // bytes read but not handled yet: output was pending, or it yielded
+    std::string out; // replies not yet written, from out_sent on
+    size_t out_sent = 0;
     bool refusal_logged = false;
     uint32_t bad_records = 0;
 };
@@ -80,7 +89,13 @@ class Server {
     void on_listener();
     void on_connection(Connection *c, uint32_t events);
     void read_from(Connection *c, bool until_eagain = false);
-    void handle(Connection *c, const unsigned char *msg, size_t size);
+    ssize_t receive(Connection *c, unsigned char *buf, size_t size);
+    void keep_fds(Connection *c, struct msghdr &msg);
+    bool process(Connection *c, const unsigned char *data, size_t size);
+    void resume(Connection *c);
+    void throttle(Connection *c);
+    void on_closer();
+    bool handle(Connection *c, const unsigned char *msg, size_t size);
     void handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds);
     void handle_v1(Connection *c, const proto::Request &q, FdBatch *fds);
     Verdict do_register(Connection *c, uint32_t parent, uint32_t child, const Policy &policy,
@@ -94,7 +109,6 @@ class Server {
     void update_interest(Connection *c);
     void close_connection(Connection *c);
     void log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child, Verdict v);
-    FdBatch *take_fds(Connection *c, uint64_t msg_start, size_t size);
     void list(Connection *c, const proto::Request &q);
     void status(Connection *c, const proto::Request &q);
     void on_signal();
@@ -110,6 +124,8 @@ class Server {
     Source signal_source_{Source::Kind::Signal};
     Source timer_source_{Source::Kind::Timer};
     Source watchdog_source_{Source::Kind::Watchdog};
+    Source closer_source_{Source::Kind::Closer};
+    std::unique_ptr<FdCloser> closer_;
     UniqueFd listener_;
     UniqueFd signal_fd_;
     UniqueFd watchdog_fd_;
@@ -118,6 +134,8 @@ class Server {
     bool stop_ = false;
     std::unordered_map<Connection *, std::unique_ptr<Connection>> connections_;
     std::vector<Connection *> closed_;
+    std::vector<Connection *> ready_;     // input left to handle at the next turn
+    std::vector<Connection *> throttled_; // not read until their uid's closes catch up
     std::unordered_map<uid_t, uint32_t> connections_per_uid_;
     LogLimiter input_limiter_{20, 5};
     uint64_t start_ns_ = 0;
