@@ -96,6 +96,11 @@ void Registry::read_comm(Process *p) {
     std::strncpy(p->comm.data(), comm.c_str(), p->comm.size() - 1);
 }
 
+const char *Registry::name_of(Process *p) {
+    read_comm(p);
+    return p->comm.data();
+}
+
 Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, const Registrant &who,
                       const char *restored_parent_comm) {
     Verdict v;
@@ -142,7 +147,7 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         return v;
     }
     for (Binding *b = child->parents; b; b = b->next_parent)
-        if (b->parent == parent)
+        if (b->parent == parent && b->registrant.uid == who.uid)
             return {0, proto::kAlreadyBound};
     if (limits_.bindings_per_parent && parent->n_children >= limits_.bindings_per_parent) {
         release_if_idle(child);
@@ -165,18 +170,22 @@ Verdict Registry::remove(pid_t parent_pid, pid_t child_pid, const Registrant &wh
     Process *child = find(child_pid);
     if (!child)
         return {0, proto::kNotBound};
-    for (Binding *b = child->parents; b; b = b->next_parent) {
+    Process *parent = nullptr;
+    for (Binding *b = child->parents, *next; b; b = next) {
+        next = b->next_parent;
         if (b->parent->pidfd.pid() != parent_pid)
             continue;
+        // Another user's binding answers as no binding at all, as LIST hides it.
         if (!who.privileged && b->registrant.uid != who.uid)
-            return {-EPERM, proto::kNotPermitted};
-        Process *parent = b->parent;
+            continue;
+        parent = b->parent;
         retire(b);
-        release_if_idle(parent);
-        release_if_idle(child);
-        return {0, proto::kOk};
     }
-    return {0, proto::kNotBound};
+    if (!parent)
+        return {0, proto::kNotBound};
+    release_if_idle(parent);
+    release_if_idle(child);
+    return {0, proto::kOk};
 }
 
 void Registry::link(Binding *b) {
@@ -297,8 +306,8 @@ void Registry::process_exited(Process *p) {
 void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
                     const PidFd &parent, const char *parent_comm, int *parent_status,
                     uint64_t death_ns, Notice notice) {
-    if (child->signalled)
-        return; // an earlier parent's death already sent the kill
+    // A child already signalled for another binding gets this one's signal too: no binding,
+    // whoever made it, is weakened by another's policy.
     if (child->pidfd.exited())
         return; // its own exit event retires it
     pid_t parent_pid = parent.pid();
@@ -326,8 +335,8 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
     uint64_t latency_us = (monotonic_ns() - death_ns) / 1000;
     if (r < 0)
         return; // -ESRCH: reaped meanwhile
-    child->signalled = true;
     ++kills_;
+    ++kills_per_uid_[who.uid];
     // Described only now, so that /proc reads do not delay the kill: the child stays readable
     // until it is reaped, and the parent's status is in /proc/PID/stat while it is a zombie and
     // in PIDFD_INFO_EXIT once reaped.
@@ -368,19 +377,18 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
 }
 
 void Registry::schedule(Process *p, uint64_t deadline_ns, const Registrant &who) {
-    cancel(p);
     p->escalating = true;
-    escalations_[p] = Escalation{deadline_ns, who};
-    deadlines_.emplace(deadline_ns, p);
+    escalations_.emplace(p, deadlines_.emplace(deadline_ns, Escalation{p, who}));
     rearm();
 }
 
 void Registry::cancel(Process *p) {
     if (!p->escalating)
         return;
-    auto it = escalations_.find(p);
-    deadlines_.erase({it->second.deadline_ns, p});
-    escalations_.erase(it);
+    auto [begin, end] = escalations_.equal_range(p);
+    for (auto it = begin; it != end; ++it)
+        deadlines_.erase(it->second);
+    escalations_.erase(begin, end);
     p->escalating = false;
     rearm();
 }
@@ -399,9 +407,18 @@ void Registry::timer_fired() {
     (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
     uint64_t now = monotonic_ns();
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
-        Process *p = deadlines_.begin()->second;
-        Registrant who = escalations_[p].registrant;
-        cancel(p);
+        auto due = deadlines_.begin();
+        Process *p = due->second.process;
+        Registrant who = due->second.registrant;
+        auto [begin, end] = escalations_.equal_range(p);
+        for (auto it = begin; it != end; ++it) {
+            if (it->second == due) {
+                escalations_.erase(it);
+                break;
+            }
+        }
+        deadlines_.erase(due);
+        p->escalating = escalations_.count(p) > 0;
         bool allowed = true;
         if (!who.privileged) {
             auto creds = p->pidfd.creds();
@@ -424,6 +441,7 @@ void Registry::timer_fired() {
                        {"ORPHAND_CHILD_COMM", p->comm.data()},
                        {"ORPHAND_SIGNAL", "SIGKILL"},
                        {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)}});
+            cancel(p); // any later escalation of it has nothing left to do
         }
         release_if_idle(p);
     }
@@ -443,6 +461,11 @@ void Registry::for_each(const std::function<void(const Binding &)> &fn) const {
 
 RegistryStats Registry::stats() const {
     return {parents_, children_, bindings_, kills_};
+}
+
+UidStats Registry::stats_of(uid_t uid) const {
+    auto k = kills_per_uid_.find(uid);
+    return {bindings_of(uid), k == kills_per_uid_.end() ? 0 : k->second};
 }
 
 uint32_t Registry::bindings_of(uid_t uid) const {

@@ -7,7 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
-#include <set>
+#include <map>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -36,9 +36,12 @@ struct Registrant {
     bool privileged = false; // root or CAP_KILL in our user namespace
 };
 
-// A SIGKILL due when a killed child outlives its grace period.
+struct Process;
+
+// A SIGKILL due when a killed child outlives its grace period. A child killed for several
+// bindings has one for each: every binding's policy is carried out.
 struct Escalation {
-    uint64_t deadline_ns = 0;
+    Process *process = nullptr;
     Registrant registrant; // whose binding it serves: checked again before the SIGKILL
 };
 
@@ -48,7 +51,6 @@ struct Process : Source {
     explicit Process(PidFd p) : Source(Kind::Process), pidfd(std::move(p)) {}
     pid_t pid() const { return pidfd.pid(); }
 
-    bool signalled = false;   // a kill has been sent; further parents' deaths add nothing
     bool escalating = false;  // a SIGKILL escalation is pending (see Registry::escalations_)
     bool destroyed = false;   // awaiting deletion at the end of the loop iteration
     bool name_queued = false; // a parent whose name is read when the loop is idle
@@ -98,6 +100,12 @@ struct RegistryStats {
     uint64_t kills = 0;
 };
 
+// What one registrant uid may learn of its own bindings.
+struct UidStats {
+    uint32_t bindings = 0;
+    uint64_t kills = 0;
+};
+
 class Registry {
   public:
     Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Limits limits);
@@ -105,15 +113,19 @@ class Registry {
     Registry(const Registry &) = delete;
     Registry &operator=(const Registry &) = delete;
 
-    // Binds `child` to `parent`, taking both handles (duplicates of an already watched process
-    // are dropped). A parent already dead kills the child at once (kParentAlreadyDead).
+    // Binds `child` to `parent` for `who`, taking both handles (duplicates of an already watched
+    // process are dropped). Each registrant uid has its own bindings: the same pair bound by
+    // two users is two bindings, each carried out with its own policy, and kAlreadyBound only
+    // answers a uid that bound the pair before. A parent already dead kills the child at once
+    // (kParentAlreadyDead).
     // `restored` is set for a binding restored at start-up: its parent's name is known from
     // the store, and a dead parent died while orphand was not running.
     Verdict add(PidFd parent, PidFd child, const Policy &policy, const Registrant &who,
                 const char *restored_parent_comm = nullptr);
 
-    // Removes the binding parent -> child (by pid). Unprivileged registrants may remove only
-    // their own bindings. kNotBound if there is none.
+    // Removes the binding parent -> child (by pid) of who's uid; a privileged registrant
+    // removes every binding of the pair. kNotBound if there is none: another user's binding
+    // is not revealed.
     Verdict remove(pid_t parent, pid_t child, const Registrant &who);
 
     // The watched, live process with this pid, or null. A watched process that has exited is
@@ -137,6 +149,10 @@ class Registry {
     void for_each(const std::function<void(const Binding &)> &fn) const;
     RegistryStats stats() const;
     uint32_t bindings_of(uid_t uid) const;
+    UidStats stats_of(uid_t uid) const;
+    // The process's name, read once from /proc (while the pidfd proves it is the same process)
+    // and kept: listing a binding again costs no /proc read.
+    const char *name_of(Process *p);
 
     void set_store(BindingStore *store) { store_ = store; }
 
@@ -167,8 +183,10 @@ class Registry {
     BindingStore *store_ = nullptr;
     PidTable<Process> processes_;
     std::unordered_map<uid_t, uint32_t> per_uid_;
-    std::set<std::pair<uint64_t, Process *>> deadlines_;
-    std::unordered_map<Process *, Escalation> escalations_;
+    using Deadlines = std::multimap<uint64_t, Escalation>;
+    Deadlines deadlines_;
+    std::unordered_multimap<Process *, Deadlines::iterator> escalations_;
+    std::unordered_map<uid_t, uint64_t> kills_per_uid_;
     std::vector<Process *> graveyard_;
     std::vector<pid_t> unnamed_; // parents to name (by pid: they may be gone by then)
     // Parents whose last child is gone stay watched (by pid, oldest first) until kLinger

@@ -271,3 +271,40 @@ TEST_CASE("parents whose children are gone stay usable, lingering or evicted") {
     }
     CHECK(f.registry->stats().kills == 2);
 }
+
+TEST_CASE("each binding of a child is carried out: an earlier, milder one weakens none") {
+    Fixture f;
+    Child a, b, child(true); // the child ignores SIGTERM: only a SIGKILL ends it
+    Policy mild{SIGWINCH, proto::kGraceNever};
+    Policy strict{SIGTERM, 50};
+    CHECK(f.registry->add(a.handle(), child.handle(), mild, f.root).error == 0);
+    CHECK(f.registry->add(b.handle(), child.handle(), strict, f.root).error == 0);
+    a.kill();
+    f.pump(100);
+    CHECK_FALSE(child.dead()); // SIGWINCH, and never an escalation
+    b.kill();
+    CHECK(f.pump_until([&] { return child.dead(); })); // SIGTERM ignored, then SIGKILL
+    CHECK(f.registry->stats().kills == 2); // SIGWINCH and SIGTERM; escalations count apart
+}
+
+TEST_CASE("two users binding the same pair have a binding each; removal is per user") {
+    Fixture f;
+    Child parent, child;
+    Registrant alice{1000, ::getpid(), false}, bob{1001, ::getpid(), false};
+    // The child's uid is root's here: the registry does not judge permission, the server does.
+    CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, alice).reason == proto::kOk);
+    CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, bob).reason == proto::kOk);
+    CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, bob).reason ==
+          proto::kAlreadyBound);
+    CHECK(f.registry->stats().bindings == 2);
+    CHECK(f.registry->stats_of(alice.uid).bindings == 1);
+    // Bob cannot tell Alice's binding from no binding, and cannot remove it.
+    Registrant carol{1002, ::getpid(), false};
+    CHECK(f.registry->remove(parent.pid, child.pid, carol).reason == proto::kNotBound);
+    CHECK(f.registry->remove(parent.pid, child.pid, bob).reason == proto::kOk);
+    CHECK(f.registry->remove(parent.pid, child.pid, bob).reason == proto::kNotBound);
+    CHECK(f.registry->stats().bindings == 1);
+    // Root removes whatever binds the pair.
+    CHECK(f.registry->remove(parent.pid, child.pid, f.root).reason == proto::kOk);
+    CHECK(f.registry->stats().bindings == 0);
+}
