@@ -37,6 +37,21 @@ uint64_t now_ns() {
     return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+// The text of an entry as one line: control bytes are escaped as \xNN (a newline in a process
+// name could otherwise forge a second entry, with a priority of its choosing). Backslashes are
+// left alone, so that text already escaped by quoted() reads the same.
+std::string one_line(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (unsigned char c : text) {
+        if (c < 0x20 || c == 0x7f)
+            out += fmt::format("\\x{:02x}", c);
+        else
+            out += static_cast<char>(c);
+    }
+    return out;
+}
+
 } // namespace
 
 void log_setup(LogTarget target, int max_priority) {
@@ -55,6 +70,10 @@ void log_entry(int priority, const char *message_id, std::string_view text,
                std::initializer_list<LogField> fields) {
     if (priority > g_max_priority)
         return;
+    // Entries quote what clients control (process names among it): on every target, one entry
+    // is one line. The structured fields keep the raw bytes; the journal stores them safely.
+    std::string line_text = one_line(text);
+    text = line_text;
     if (!g_journal) {
         std::string line =
             g_prefix ? fmt::format("<{}>{}\n", priority, text) : fmt::format("{}\n", text);
