@@ -268,10 +268,15 @@ int cmd_status(Client &c, const std::string &path) {
     std::printf("orphand %s (pid %u) on %s, up %s\n",
                 std::string(s.version, strnlen(s.version, 16)).c_str(), s.daemon_pid, path.c_str(),
                 format_duration(s.uptime_ms).c_str());
-    std::printf("watching %u parents, %u children; %u bindings; %llu killed since start; "
-                "%u connections\n",
-                s.parents, s.children, s.bindings, static_cast<unsigned long long>(s.kills),
-                s.connections);
+    if (s.scope == proto::kStatusOwn)
+        std::printf("yours: %u bindings; %llu killed since start; %u connections (other users' "
+                    "figures are shown to root and CAP_KILL only)\n",
+                    s.bindings, static_cast<unsigned long long>(s.kills), s.connections);
+    else
+        std::printf("watching %u parents, %u children; %u bindings; %llu killed since start; "
+                    "%u connections\n",
+                    s.parents, s.children, s.bindings, static_cast<unsigned long long>(s.kills),
+                    s.connections);
     std::printf("default policy: %s, then SIGKILL after %s\n",
                 signal_name(static_cast<int>(s.default_signal)).c_str(),
                 format_grace(s.default_grace_ms).c_str());
