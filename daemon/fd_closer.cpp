@@ -120,9 +120,9 @@ void FdCloser::State::work(uid_t uid) {
         lock.unlock();
         ::close(fd); // may block for as long as the fd's owner wants: only this uid waits
         lock.lock();
-        --s->total;
+        bool was_full = s->total-- == kMaxPending;
         auto p = s->pending.find(uid);
-        if (p->second-- == kMaxPendingPerUid) {
+        if (p->second-- == kMaxPendingPerUid || was_full) {
             uint64_t one = 1;
             (void)!::write(s->notify.get(), &one, sizeof(one));
         }

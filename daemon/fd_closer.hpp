@@ -29,6 +29,9 @@ class FdCloser {
     // A uid with this many fds queued or being closed is throttled (see throttled()).
     static constexpr size_t kMaxPendingPerUid = 32;
     static constexpr size_t kMaxWorkers = 16;
+    // With this many fds pending in all, the daemon accepts no connection until some are
+    // closed: a refused connection would be one more (see full()).
+    static constexpr size_t kMaxPending = 512;
 
     // `loop` watches an eventfd that becomes readable when a throttled uid drops below its limit.
     FdCloser(EventLoop &loop, Source *source);
@@ -44,6 +47,9 @@ class FdCloser {
     bool throttled(uid_t uid);
     // Total fds not yet closed.
     size_t pending();
+    // True while kMaxPending or more fds are pending. The eventfd becomes readable when that
+    // ends, as when a uid's throttle does.
+    bool full() { return pending() >= kMaxPending; }
     // Called by the loop when the eventfd is readable; clears it.
     void drain_notification();
 

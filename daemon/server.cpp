@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -208,7 +209,7 @@ Server::~Server() {
         if (conn->watched)
             loop_.remove(conn->fd.get());
         if (conn->fd && !conn->eof)
-            closer_->take(std::move(conn->fd), conn->peer.uid);
+            release(std::move(conn->fd), conn->peer.uid);
     }
     connections_.clear();
     if (!bound_path_.empty())
@@ -445,6 +446,18 @@ void Server::update_status() {
 
 void Server::on_listener() {
     for (int i = 0; i < kAcceptsPerEvent; ++i) {
+        if (closer_->full()) {
+            // Too many fds wait to be closed (closes that block): a connection refused now
+            // would add one more. Accept again once the FdCloser catches up.
+            listener_paused_ = true;
+            (void)loop_.modify(listener_.get(), 0, &listener_source_);
+            if (input_limiter_.allow())
+                log_fmt(LOG_WARNING,
+                        "{} passed fds or connections are still being closed; not "
+                        "accepting connections until fewer are",
+                        closer_->pending());
+            return;
+        }
         UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
         if (!fd) {
             int err = errno;
@@ -463,7 +476,7 @@ void Server::on_listener() {
         socklen_t len = sizeof(c->peer);
         if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0) {
             // Whatever the peer queued on it is released with it: never on the loop.
-            closer_->take(std::move(fd), static_cast<uid_t>(-1));
+            release(std::move(fd), static_cast<uid_t>(-1));
             continue;
         }
         c->fd = std::move(fd);
@@ -492,7 +505,7 @@ void Server::on_listener() {
                                       c->peer.uid, proto::reason_text(proto::kLimitConnections)),
                           {{"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
                            {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)}});
-            closer_->take(std::move(c->fd), c->peer.uid);
+            release(std::move(c->fd), c->peer.uid);
             continue;
         }
         ++per_uid;
@@ -533,6 +546,11 @@ void Server::resume(Connection *c) {
     if (c->closing || c->throttled)
         return;
     c->ready = false;
+    if (c->out.size() > c->out_sent) {
+        // Nothing more is handled until the client has taken its replies.
+        update_interest(c);
+        return;
+    }
     if (!c->in.empty()) {
         std::string in = std::move(c->in);
         c->in.clear();
@@ -694,8 +712,24 @@ void Server::throttle(Connection *c) {
     throttled_.push_back(c);
 }
 
+void Server::release(UniqueFd fd, uid_t uid) {
+    // The last close of a Unix socket releases the fds still queued in it, and those are the
+    // client's to choose. Once its reading side is shut, the peer can queue nothing more
+    // (unix(7): its sends fail with EPIPE); if nothing is queued then, the close cannot block.
+    int queued = 1;
+    if (::shutdown(fd.get(), SHUT_RD) == 0 && ::ioctl(fd.get(), FIONREAD, &queued) == 0 &&
+        queued == 0)
+        fd.reset();
+    else
+        closer_->take(std::move(fd), uid);
+}
+
 void Server::on_closer() {
     closer_->drain_notification();
+    if (listener_paused_ && !closer_->full()) {
+        listener_paused_ = false;
+        (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
+    }
     std::vector<Connection *> again;
     std::swap(again, throttled_);
     for (Connection *c : again) {
@@ -1094,12 +1128,10 @@ void Server::close_connection(Connection *c) {
     auto it = connections_per_uid_.find(c->peer.uid);
     if (it != connections_per_uid_.end() && --it->second == 0)
         connections_per_uid_.erase(it);
-    // The last close of a Unix socket releases the fds still queued in it, and those are the
-    // client's to choose: unless the stream was read to its end, that happens off the loop.
     if (c->eof)
         c->fd.reset();
     else
-        closer_->take(std::move(c->fd), c->peer.uid);
+        release(std::move(c->fd), c->peer.uid);
     c->has_fds = false;
     c->fds = FdBatch{};
     if (c->throttled)

@@ -83,6 +83,8 @@ class Server {
     // For tests and fuzzing: serves `fd` (taken), one end of a connected stream socket, as a
     // client whose identity is `peer` (as SO_PEERCRED reports it), as if just accepted.
     void adopt_connection(UniqueFd fd, const struct ucred &peer);
+    // For tests and fuzzing: fds handed to the FdCloser that it has not closed yet.
+    size_t pending_closes() { return closer_->pending(); }
 
   private:
     void bind_listener();
@@ -108,6 +110,8 @@ class Server {
     void flush(Connection *c);
     void update_interest(Connection *c);
     void close_connection(Connection *c);
+    // Closes a connection's socket at once if that cannot block, or hands it to closer_.
+    void release(UniqueFd fd, uid_t uid);
     void log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child, Verdict v);
     void list(Connection *c, const proto::Request &q);
     void status(Connection *c, const proto::Request &q);
