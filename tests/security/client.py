@@ -2,8 +2,8 @@
 """A hostile orphand client: runs the operations a security test gives it and reports replies.
 
 It is started as another user (setpriv), possibly inside other namespaces, and reads one JSON
-object on stdin: {"socket": PATH, "ops": [...]}. It prints one JSON list on stdout, one result per
-operation. Operations:
+object on stdin (one line, or all of stdin): {"socket": PATH, "ops": [...]}. It prints one JSON list
+on stdout, one result per operation. Operations:
 
   {"v1": [parent, child, action], "fds": [...], "flags": F, "signal": S, "grace_ms": G,
    "reserved": R}                       one request on the shared acknowledged-mode connection
@@ -12,30 +12,172 @@ operation. Operations:
   {"raw": HEX, "fds": [...], "hello": bool, "replies": N, "read": B}
                                         a fresh connection, optional HELLO, raw bytes; then N
                                         v1 replies, or B bytes returned as hex
+  {"status": true}                      STATUS on the shared acknowledged-mode connection: the
+                                        reply, with "status" the parsed struct status_info
   {"getpid": true}                      the client's own pid as it sees it
+  {"open": N, "hello": bool}            N fresh connections (with HELLO acknowledged if "hello",
+                                        the default), held open until the client exits; returns
+                                        {"opened": N}
+  {"send": HEX, "repeat": R, "fds": [...], "at": A, "split": K, "hello": bool,
+   "nonblocking": bool, "read": B, "settle": S, "shutdown": bool, "keep": bool}
+                                        the fds are made first, then a fresh connection (HELLO
+                                        acknowledged if "hello", the default) is sent HEX
+                                        repeated R times (default 1). The fds go with the K
+                                        bytes from offset A (default: from 0, all of them), the
+                                        bytes before A being sent first; they are closed here
+                                        right after that sendmsg, before the rest is sent, each
+                                        on a thread of its own so that a close that blocks does
+                                        not stall this client. "nonblocking": send what the socket
+                                        takes without waiting and stop at EAGAIN. Then B bytes
+                                        are read and returned as hex; with "settle", once the
+                                        bytes waiting to be read have not changed for S seconds,
+                                        their count is returned as "unread"; shutdown(SHUT_RDWR)
+                                        if "shutdown"; and the connection is held open until the
+                                        client exits if "keep" (closed otherwise). Returns
+                                        {"sent": bytes, "read": hex, "unread": N, and with fds
+                                        "closes_returned": whether every close here returned
+                                        within 0.5 s (false: this client, not the daemon, held
+                                        the last reference to a lingering socket), "stuck":
+                                        bytes queued in each "lingering-tcp" socket}
+  {"pause": true}                       prints the results so far as one JSON line, then waits
+                                        for a line (or EOF) on stdin before going on, holding
+                                        every kept connection and socket meanwhile; the final
+                                        list is then the last line of stdout
 
-fd specs: "pidfd:PID" (opened here), "inherit:FD" (an fd the test passed down), "devnull",
+fd specs: "pidfd:PID" (opened here), "tpidfd:PID" (opened here with PIDFD_THREAD: a pidfd of
+that thread alone), "inherit:FD" (an fd the test passed down), "devnull",
 "socket", "pipe", "memfd", "eventfd", "epoll", "reaped-pidfd" (a pidfd of a reaped child),
-"many:N" (N copies of /dev/null).
+"many:N" (N copies of /dev/null), "lingering-tcp:SECONDS" (a TCP socket on 127.0.0.1 with
+SO_LINGER {1, SECONDS} whose peer, held here until the client exits, never reads, and whose
+send queue is full: its last close() waits up to SECONDS for a FIN that cannot be sent).
 """
 
+import fcntl
 import json
 import os
 import select
 import socket
 import struct
 import sys
+import termios
+import threading
+import time
 
 from orphtest import recv_exact  # tests/ is on PYTHONPATH (meson test_env)
 
-REGISTER, PING, HELLO = 1, 3, 4
+REGISTER, PING, HELLO, STATUS = 1, 3, 4, 6
+PIDFD_THREAD = os.O_EXCL  # pidfd_open(2): the pidfd names the thread, not its process
 HELLO_MAGIC = 0x4850524F
 INHERITED = set()
+KEEP = []   # sockets held open until the client exits
+STUCK = []  # bytes queued in each lingering socket made by the current operation
 
 
 def reply(data):
     seq, action, error, reason, count = struct.unpack("=IIiII", data[:20])
     return {"seq": seq, "action": action, "error": error, "reason": reason, "count": count}
+
+
+def lingering_tcp(seconds):
+    """A connected TCP socket whose last close() lingers: see "lingering-tcp" above."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        a.connect(listener.getsockname())
+        b, _ = listener.accept()
+    KEEP.append(b)  # the peer: never read
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, seconds))
+    a.setblocking(False)
+    chunk = bytes(1 << 16)
+    # Until the peer's window is shut and the send queue full: send() fails at once twice.
+    refused = 0
+    while refused < 2:
+        try:
+            a.send(chunk)
+            refused = 0
+        except BlockingIOError:
+            refused += 1
+            time.sleep(0.01)
+    queued = bytearray(4)
+    fcntl.ioctl(a.fileno(), termios.TIOCOUTQ, queued)  # SIOCOUTQ: bytes not yet acknowledged
+    STUCK.append(struct.unpack("i", queued)[0])
+    return a.detach()
+
+
+def close_aside(fds):
+    """Closes fds (but inherited ones), each on a daemon thread. True if all returned in 0.5 s."""
+    threads = []
+    for fd in fds:
+        if fd not in INHERITED:
+            t = threading.Thread(target=os.close, args=(fd,), daemon=True)
+            t.start()
+            threads.append(t)
+    deadline = time.monotonic() + 0.5
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in threads)
+
+
+def settle(s, quiet):
+    """Waits until the bytes queued for reading on s have not changed for `quiet` seconds (the
+    daemon is done answering; at most 10 s); returns how many there are."""
+    last, since, start = -1, time.monotonic(), time.monotonic()
+    while time.monotonic() - start < 10:
+        queued = bytearray(4)
+        fcntl.ioctl(s.fileno(), termios.FIONREAD, queued)
+        now = struct.unpack("i", queued)[0]
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            break
+        time.sleep(0.01)
+    return last
+
+
+def send_op(path, op):
+    """The "send" operation (see above)."""
+    STUCK.clear()
+    fds = open_fds(op.get("fds"))
+    data = bytes.fromhex(op["send"]) * op.get("repeat", 1)
+    at = min(op.get("at", 0), len(data)) if fds else 0
+    end = min(at + op.get("split", len(data)), len(data)) if fds else 0
+    result = {}
+    s = connect(path, op.get("hello", True))
+    try:
+        pos = 0
+        if fds:
+            s.sendall(data[:at])
+            socket.send_fds(s, [data[at:end]], fds)
+            result["closes_returned"] = close_aside(fds)
+            result["stuck"] = list(STUCK)
+            pos = end
+        if op.get("nonblocking"):
+            s.setblocking(False)
+            while pos < len(data):
+                try:
+                    pos += s.send(data[pos:pos + (1 << 16)])
+                except BlockingIOError:
+                    break
+            s.settimeout(10)
+        else:
+            s.sendall(data[pos:])
+            pos = len(data)
+        result["sent"] = pos
+        if "read" in op:
+            result["read"] = recv_exact(s, op["read"]).hex()
+        if "settle" in op:
+            result["unread"] = settle(s, op["settle"])
+        if op.get("shutdown"):
+            s.shutdown(socket.SHUT_RDWR)
+    except BaseException:
+        s.close()
+        raise
+    if op.get("keep"):
+        KEEP.append(s)
+    else:
+        s.close()
+    return result
 
 
 def open_fds(specs):
@@ -44,6 +186,8 @@ def open_fds(specs):
         kind, _, arg = spec.partition(":")
         if kind == "pidfd":
             fds.append(os.pidfd_open(int(arg)))
+        elif kind == "tpidfd":
+            fds.append(os.pidfd_open(int(arg), PIDFD_THREAD))
         elif kind == "inherit":
             fds.append(int(arg))
             INHERITED.add(int(arg))
@@ -71,6 +215,8 @@ def open_fds(specs):
             fds.append(fd)
         elif kind == "many":
             fds.extend(os.open("/dev/null", os.O_RDONLY) for _ in range(int(arg)))
+        elif kind == "lingering-tcp":
+            fds.append(lingering_tcp(int(arg)))
         else:
             raise ValueError(f"unknown fd spec {spec!r}")
     return fds
@@ -98,7 +244,7 @@ def connect(path, hello):
 
 
 def main():
-    job = json.load(sys.stdin)
+    job = json.loads(sys.stdin.readline())
     path = job["socket"]
     v1 = None
     seq = 0
@@ -116,6 +262,18 @@ def main():
                                    op.get("reserved", 0))
                 send(v1, data, open_fds(op.get("fds")))
                 out.append(reply(recv_exact(v1, 32)))
+            elif "status" in op:
+                if v1 is None:
+                    v1 = connect(path, True)
+                seq += 1
+                v1.sendall(struct.pack("=IIIIIiII", 0, 0, STATUS, seq, 0, 0, 0, 0))
+                r = reply(recv_exact(v1, 32))
+                if r["error"] == 0 and r["count"] == 1:
+                    d = recv_exact(v1, 80)
+                    keys = ("uptime_ms", "kills", "parents", "children", "bindings",
+                            "connections", "features", "daemon_pid")
+                    r["status"] = dict(zip(keys, struct.unpack("=QQIIIIII", d[16:56])))
+                out.append(r)
             elif "legacy" in op:
                 parent, child, action = op["legacy"]
                 with connect(path, False) as s:
@@ -132,6 +290,16 @@ def main():
                                     for _ in range(op.get("replies", 0))])
             elif "getpid" in op:
                 out.append(os.getpid())
+            elif "open" in op:
+                for _ in range(op["open"]):
+                    KEEP.append(connect(path, op.get("hello", True)))
+                out.append({"opened": op["open"]})
+            elif "send" in op:
+                out.append(send_op(path, op))
+            elif "pause" in op:
+                print(json.dumps(out), flush=True)
+                sys.stdin.readline()
+                out.append({"resumed": True})
             else:
                 out.append({"exception": f"unknown op {op!r}"})
         except (OSError, ValueError) as e:
