@@ -3,12 +3,13 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan, coverage over the daemon core) in their
 # own build directory and runs each over its seed corpus for a bounded time: any crash, leak or
 # undefined behaviour fails. Usage: run-fuzz.sh SOURCE_DIR BUILD_DIR. ORPHAND_FUZZ_SECONDS sets
-# the time per target (default 60). Reproduce a failure with:
+# the time per target (default 60). Reproduce a failure of fuzz_request or fuzz_stream with:
 #   unshare --pid --fork --mount-proc BUILD_DIR/tests/fuzz/fuzz_request CRASH_FILE
 set -eu
 src=$1
 build=$2
 seconds=${ORPHAND_FUZZ_SECONDS:-60}
+targets="fuzz_framer fuzz_request fuzz_stream"
 
 probe=$(mktemp -d)
 trap 'rm -rf "$probe"' EXIT
@@ -20,7 +21,7 @@ if ! command -v clang++ >/dev/null ||
     exit 77
 fi
 if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: fuzz_request needs root for a private pid namespace"
+    echo "SKIP: fuzz_request and fuzz_stream need root for a private pid namespace"
     exit 77
 fi
 
@@ -30,21 +31,21 @@ if [ ! -f "$build/build.ninja" ]; then
         -Db_sanitize=address,undefined -Db_lundef=false -Dwerror=false \
         -Dcpp_args=-fsanitize=fuzzer-no-link -Dc_args=-fsanitize=fuzzer-no-link
 fi
-meson compile -C "$build" fuzz_framer fuzz_request
+meson compile -C "$build" $targets
 
 work=$(mktemp -d /tmp/orphand-fuzz-XXXXXX)
 export ORPHAND_FUZZ_DIR="$work"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 status=0
-for target in fuzz_framer fuzz_request; do
+for target in $targets; do
     mkdir -p "$work/$target"
     cp "$src/tests/fuzz/corpus/$target/"* "$work/$target/"
     set -- "$build/tests/fuzz/$target" -max_total_time="$seconds" -max_len=1024 -timeout=20 \
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/$target-" \
         "$work/$target"
-    if [ "$target" = fuzz_request ]; then
-        # It may signal processes: only its own, as pid 1 of a private pid namespace.
+    if [ "$target" = fuzz_request ] || [ "$target" = fuzz_stream ]; then
+        # They may signal processes: only their own, as pid 1 of a private pid namespace.
         set -- unshare --pid --fork --mount-proc "$@"
     fi
     echo "== $target for ${seconds}s"
