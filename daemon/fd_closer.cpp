@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdint>
 #include <stdexcept>
@@ -20,7 +21,7 @@ struct FdCloser::State {
     std::unordered_map<uid_t, size_t> pending;         // queued + being closed, per uid
     std::unordered_map<uid_t, bool> served;            // uids that have a worker
     std::deque<uid_t> waiting;                         // uids with work and no worker
-    size_t total = 0;
+    std::atomic<size_t> total = 0; // read without the lock by the loop's fast paths
     size_t workers = 0;
     UniqueFd notify; // eventfd: a throttled uid dropped below its limit
 
@@ -132,14 +133,16 @@ void FdCloser::State::work(uid_t uid) {
 }
 
 bool FdCloser::throttled(uid_t uid) {
+    // Asked before every read: nothing pending, the usual case, costs no lock.
+    if (state_->total.load(std::memory_order_relaxed) == 0)
+        return false;
     std::lock_guard lock(state_->mutex);
     auto it = state_->pending.find(uid);
     return it != state_->pending.end() && it->second >= kMaxPendingPerUid;
 }
 
 size_t FdCloser::pending() {
-    std::lock_guard lock(state_->mutex);
-    return state_->total;
+    return state_->total.load(std::memory_order_relaxed);
 }
 
 void FdCloser::drain_notification() {
