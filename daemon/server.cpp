@@ -402,6 +402,8 @@ void Server::adopt_connection(UniqueFd fd, const struct ucred &peer) {
     auto c = std::make_unique<Connection>();
     c->fd = std::move(fd);
     c->peer = peer;
+    int one = 1;
+    (void)::setsockopt(c->fd.get(), SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
     if (peer.pid > 0)
         if (auto p = PidFd::open(peer.pid))
             c->peer_pidfd = std::move(*p);
@@ -480,6 +482,10 @@ void Server::on_listener() {
             continue;
         }
         c->fd = std::move(fd);
+        // Urgent data (MSG_OOB, Linux 5.15) is read inline, as part of the stream: otherwise a
+        // read passes over it and the kernel releases the fds sent with it here, on the loop.
+        int one = 1;
+        (void)::setsockopt(c->fd.get(), SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
         if (kernel_features().peer_pidfd) {
             int pfd = -1;
             socklen_t plen = sizeof(pfd);
