@@ -21,14 +21,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -40,24 +36,21 @@
 #include <utility>
 #include <vector>
 
-#include "options.hpp"
-#include "pidfd.hpp"
-#include "server.hpp"
+#include "fuzz_common.hpp"
 
 namespace {
 
 using namespace orphand;
+using namespace orphand::fuzz;
 
-constexpr size_t kHelpers = 4;
 constexpr size_t kMaxSends = 64; // well within a socket's send buffer: none is refused
 constexpr size_t kManyFds = 20;
+static_assert(kManyFds <= kMaxSendFds);
 constexpr unsigned kThreadFlag = O_EXCL;       // PIDFD_THREAD, Linux 6.9
 constexpr uint64_t kSettleNs = 10'000'000'000; // far beyond any correct run
 
-std::array<pid_t, kHelpers> g_helpers{};
-Server *g_server = nullptr; // lives for the whole run
-UniqueFd g_reaped;          // pidfd of a process already reaped
-UniqueFd g_thread;          // pidfd of g_thread_tid alone; empty before Linux 6.9
+UniqueFd g_reaped; // pidfd of a process already reaped
+UniqueFd g_thread; // pidfd of g_thread_tid alone; empty before Linux 6.9
 std::atomic<pid_t> g_thread_tid{0};
 std::vector<int> g_epolls; // the Server's loop: the fds it watches are its to keep
 
@@ -70,35 +63,6 @@ uint64_t now_ns() {
     struct timespec ts {};
     ::clock_gettime(CLOCK_MONOTONIC, &ts);
     return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-pid_t spawn_helper() {
-    pid_t pid = ::fork();
-    if (pid == 0) {
-        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-        // A helper takes every signal as any target would: not through libFuzzer's handlers,
-        // nor blocked as the Server blocked SIGTERM in this process.
-        struct sigaction dfl {};
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; ++sig)
-            ::sigaction(sig, &dfl, nullptr);
-        sigset_t none;
-        sigemptyset(&none);
-        ::sigprocmask(SIG_SETMASK, &none, nullptr);
-        // No core dump when that is a SIGSEGV: a limit of 1 stops a piped core_pattern too.
-        struct rlimit core = {1, 1};
-        ::setrlimit(RLIMIT_CORE, &core);
-        for (;;)
-            ::pause();
-    }
-    return pid;
-}
-
-// Reaps helpers the Server killed and starts new ones, so that every input finds live targets.
-void tend_helpers() {
-    for (pid_t &pid : g_helpers)
-        if (pid <= 0 || ::waitpid(pid, nullptr, WNOHANG) == pid)
-            pid = spawn_helper();
 }
 
 // What a send's fd is.
@@ -359,23 +323,7 @@ void send_all(int fd, Plan &plan) {
                 made.push_back(kind);
             }
         s.fds = made;
-        struct iovec iov = {plan.stream.data() + s.offset, s.length};
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kManyFds)]{};
-        if (!fds.empty()) {
-            msg.msg_control = control;
-            msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-            std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-        }
-        ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        for (int f : fds)
-            ::close(f);
+        ssize_t n = send_take_fds(fd, plan.stream.data() + s.offset, s.length, fds);
         if (n == static_cast<ssize_t>(s.length))
             continue;
         // A partial send still carried its fds, with its first byte.
@@ -501,15 +449,6 @@ void check_replies(const Plan &plan, const std::string &replies) {
         fail("replies that no request called for");
 }
 
-// Appends what the Server replied; true once it has closed its end.
-bool receive(int client, std::string &replies) {
-    char buf[4096];
-    ssize_t n;
-    while ((n = ::recv(client, buf, sizeof(buf), MSG_DONTWAIT)) > 0)
-        replies.append(buf, static_cast<size_t>(n));
-    return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
-}
-
 // Fds this process holds that the Server's loop does not watch.
 long unwatched_fds() {
     long count = 0;
@@ -577,33 +516,12 @@ void start_thread() {
 } // namespace
 
 extern "C" int LLVMFuzzerInitialize(int *, char ***) {
-    if (::getpid() != 1) {
-        std::fprintf(stderr, "fuzz_stream signals real processes: run it as pid 1 of a private "
-                             "pid namespace (unshare --pid --fork --mount-proc ...)\n");
-        std::abort();
-    }
-    log_setup(LogTarget::Stderr, LOG_CRIT);
-    // The socket's directory: under run-fuzz.sh's work directory, which it removes.
-    const char *parent = std::getenv("ORPHAND_FUZZ_DIR");
-    std::string dir = std::string(parent ? parent : "/tmp") + "/orphand-fuzz-XXXXXX";
-    if (!::mkdtemp(dir.data()))
-        std::abort();
-    Options options;
-    options.socket_path = dir + "/orphand.sock";
-    options.log_target = LogTarget::Stderr;
-    options.policy.grace_ms = 50;
-    options.limits.bindings_per_uid = 8;
-    options.limits.bindings_per_parent = 8;
-    options.max_connections = 16;
-    g_server = new Server(options);
+    require_pid1("fuzz_stream");
+    start_server();
     find_epolls();
     // Made after the Server, so that they share its blocked signals as its workers do.
     start_thread();
-    pid_t pid = ::fork();
-    if (pid == 0)
-        ::_exit(0);
-    g_reaped.reset(sys_pidfd_open(pid, 0));
-    ::waitpid(pid, nullptr, 0);
+    g_reaped.reset(open_reaped_pidfd());
     if (!g_reaped)
         fail("no pidfd for a reaped process");
     tend_helpers();
@@ -619,46 +537,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     tend_helpers();
     Plan plan = Builder(data + 1, size - 1).build(peer_kind & 0x80);
 
-    static const uid_t uids[] = {0, 65534, 1000, 4242};
-    struct ucred peer {};
-    peer.uid = uids[peer_kind & 3];
-    peer.gid = peer.uid;
-    switch (peer_kind >> 2 & 3) {
-    case 0:
-        peer.pid = ::getpid();
-        break;
-    case 1:
-        peer.pid = g_helpers[peer_kind >> 4 & 3];
-        break;
-    case 2:
-        peer.pid = 0; // invisible in our namespace
-        break;
-    default:
-        peer.pid = 99999; // no such process
-        break;
-    }
-
     long held = unwatched_fds();
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) < 0)
-        std::abort();
-    g_server->adopt_connection(UniqueFd(sv[0]), peer);
-    send_all(sv[1], plan);
+    int client = connect_client(make_peer(peer_kind));
+    send_all(client, plan);
 
     std::string replies;
     bool closed = false;
-    if (!(peer_kind & 0x40)) {
-        // As fuzz_request's settle: turn the loop while replies come.
-        for (int turn = 0; turn < 64 && !closed; ++turn) {
-            if (!g_server->dispatch(0))
-                std::abort();
-            size_t had = replies.size();
-            closed = receive(sv[1], replies);
-            if (replies.size() == had)
-                break;
-        }
-    }
-    ::shutdown(sv[1], SHUT_WR);
+    if (!(peer_kind & 0x40))
+        closed = settle(client, replies);
+    ::shutdown(client, SHUT_WR);
     // The Server reads to the end of the stream and then closes its end.
     uint64_t deadline = now_ns() + kSettleNs;
     bool idle = false;
@@ -668,10 +555,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (!g_server->dispatch(idle ? 1 : 0))
             std::abort();
         size_t had = replies.size();
-        closed = receive(sv[1], replies);
+        closed = receive(client, replies);
         idle = replies.size() == had;
     }
-    ::close(sv[1]);
+    ::close(client);
     check_replies(plan, replies);
 
     // Fds it took are closed on the FdCloser's workers.
