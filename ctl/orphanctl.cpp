@@ -296,9 +296,9 @@ int cmd_status(Client &c, const std::string &path) {
                     : "zombies only (Linux < 6.15): logged only while the parent is unreaped");
     std::printf("  pidfs            %s\n", yes(proto::kFeaturePidfsInode) ? "yes" : "no");
     std::printf("  restart safety   %s\n",
-                yes(proto::kFeatureFdStore)
-                    ? "yes: bindings kept in systemd's fd store across restarts"
-                    : "no: bindings are lost if orphand restarts (not under systemd)");
+                yes(proto::kFeatureDurable)
+                    ? "yes: bindings survive a restart or a crash (binding log)"
+                    : "no: bindings are lost if orphand restarts (no --state-dir)");
     std::printf("  journal          %s\n", yes(proto::kFeatureJournal) ? "yes" : "no (stderr)");
     return 0;
 }

@@ -17,16 +17,7 @@ namespace orphand {
 
 // Base of everything registered in the loop; `kind` says how to dispatch its events.
 struct Source {
-    enum class Kind : uint8_t {
-        Listener,
-        Connection,
-        Process,
-        Signal,
-        Timer,
-        Watchdog,
-        StoreTimer,
-        Closer
-    };
+    enum class Kind : uint8_t { Listener, Connection, Process, Signal, Timer, Watchdog, Closer };
     explicit Source(Kind k) : kind(k) {}
     Kind kind;
 };

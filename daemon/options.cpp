@@ -42,11 +42,10 @@ const char *usage_text() {
            "  --max-connections N         connections at once (default: 4096)\n"
            "  --max-connections-per-uid N connections of one unprivileged uid (default: 128)\n"
            "                              (for every limit, 0 means unlimited)\n"
-           "  --fd-store N                keep bindings in systemd's fd store, which holds up to\n"
-           "                              N fds (the unit's FileDescriptorStoreMax=; default: 0,\n"
-           "                              off)\n"
-           "  --fd-store-delay SECONDS    store a binding once it has lived this long\n"
-           "                              (default: 1; 0: at once)\n"
+           "  --state-dir DIR             keep the binding log in DIR, so that bindings survive\n"
+           "                              a restart or a crash (default: $RUNTIME_DIRECTORY,\n"
+           "                              which systemd sets; none without it)\n"
+           "  --no-state                  keep no binding log\n"
            "  -h, --help                  show this help\n"
            "  --version                   show the version\n";
 }
@@ -86,8 +85,9 @@ Options parse_options(int argc, char **argv) {
         kMaxPerParent,
         kMaxConn,
         kMaxConnPerUid,
+        kStateDir,
+        kNoState,
         kFdStore,
-        kFdStoreDelay,
         kVersion,
     };
     static const struct option long_options[] = {
@@ -100,8 +100,11 @@ Options parse_options(int argc, char **argv) {
         {"max-bindings-per-parent", required_argument, nullptr, kMaxPerParent},
         {"max-connections", required_argument, nullptr, kMaxConn},
         {"max-connections-per-uid", required_argument, nullptr, kMaxConnPerUid},
+        {"state-dir", required_argument, nullptr, kStateDir},
+        {"no-state", no_argument, nullptr, kNoState},
+        // Options of orphand 0.x's fd store, accepted so that an older unit still starts.
         {"fd-store", required_argument, nullptr, kFdStore},
-        {"fd-store-delay", required_argument, nullptr, kFdStoreDelay},
+        {"fd-store-delay", required_argument, nullptr, kFdStore},
         {"help", no_argument, nullptr, 'h'},
         {"version", no_argument, nullptr, kVersion},
         {nullptr, 0, nullptr, 0},
@@ -166,14 +169,18 @@ Options parse_options(int argc, char **argv) {
         case kMaxConnPerUid:
             o.max_connections_per_uid = parse_count("--max-connections-per-uid", optarg);
             break;
-        case kFdStore:
-            o.fd_store_max = parse_count("--fd-store", optarg);
-            break;
-        case kFdStoreDelay:
-            if (!parse_grace(arg, &o.fd_store_delay_ms) ||
-                o.fd_store_delay_ms == proto::kGraceNever)
+        case kStateDir:
+            if (arg.empty() || arg[0] != '/')
                 throw UsageError(
-                    fmt::format("invalid --fd-store-delay (seconds): {}", quoted(arg)));
+                    fmt::format("--state-dir needs an absolute path, got {}", quoted(arg)));
+            o.state_dir = arg;
+            o.state = Options::StateChoice::Dir;
+            break;
+        case kNoState:
+            o.state = Options::StateChoice::None;
+            break;
+        case kFdStore:
+            o.obsolete.emplace_back("--fd-store");
             break;
         case 'h':
             o.help = true;

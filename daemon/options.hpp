@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "log.hpp"
 #include "registry.hpp"
@@ -21,8 +22,10 @@ struct Options {
     // Each connection may hold up to 6 of the daemon's fds (its socket, the peer's pidfd and
     // two batches of passed fds): 128 keeps one user within the fd reserve.
     uint32_t max_connections_per_uid = 128;
-    uint32_t fd_store_max = 0;         // systemd's FileDescriptorStoreMax=; 0: no fd store
-    uint32_t fd_store_delay_ms = 1000; // store a binding once it has lived this long
+    // Where the binding log goes: --state-dir, --no-state, or $RUNTIME_DIRECTORY if set.
+    enum class StateChoice { Default, Dir, None } state = StateChoice::Default;
+    std::string state_dir;
+    std::vector<std::string> obsolete; // options accepted but no longer meaningful
     bool help = false;
     bool version = false;
 };

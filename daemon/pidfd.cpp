@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -242,6 +243,25 @@ std::string PidFd::comm() const {
     if (buf[n - 1] == '\n')
         buf[n - 1] = '\0';
     return buf;
+}
+
+uint64_t PidFd::start_time() const {
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/%d/stat", pid_);
+    char buf[2048];
+    ssize_t n = read_small(path, buf, sizeof(buf));
+    if (n <= 0 || send_signal(0) < 0)
+        return 0;
+    buf[std::min<size_t>(static_cast<size_t>(n), sizeof(buf) - 1)] = '\0';
+    // The comm may hold spaces and parentheses: fields are counted from its last ')'.
+    const char *p = std::strrchr(buf, ')');
+    if (!p)
+        return 0;
+    int field = 2;
+    for (; *p && field < 22; ++p)
+        if (*p == ' ')
+            ++field;
+    return field == 22 ? std::strtoull(p, nullptr, 10) : 0;
 }
 
 Result<Creds> PidFd::creds() const {

@@ -62,6 +62,9 @@ class PidFd {
     // Reads the process's command name while the pidfd proves it is still the same process.
     // Returns "?" if it cannot be read (for instance the process is already reaped).
     std::string comm() const;
+    // Its start time in clock ticks after boot (/proc/PID/stat), verified against the pidfd;
+    // 0 if it cannot be read.
+    uint64_t start_time() const;
     // Real, effective and saved uid, verified against the pidfd.
     Result<Creds> creds() const;
     // Exit status if the kernel reports it (PIDFD_INFO_EXIT, Linux 6.15, only once reaped), or

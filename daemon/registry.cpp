@@ -2,9 +2,12 @@
 // Bindings between watched processes, and the kills a parent's death causes.
 #include "registry.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "log.hpp"
@@ -84,6 +87,8 @@ void Registry::name_parents() {
         if (p && p->name_queued) {
             p->name_queued = false;
             read_comm(p);
+            if (store_ && p->comm[0] != '\0')
+                store_->parent_named(*p);
         }
     }
     unnamed_.clear();
@@ -114,12 +119,14 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         Process *child = intern(std::move(child_fd), &v);
         if (!child)
             return v;
-        std::string comm = restored_parent_comm && restored_parent_comm[0] ? restored_parent_comm
-                           : parent_fd.valid()                             ? parent_fd.comm()
-                                                                           : "?";
-        int status = kStatusUnread;
-        kill(child, policy, who, parent_fd, comm.c_str(), &status, monotonic_ns(),
-             restored_parent_comm ? Notice::AtRestore : Notice::AtRegistration);
+        auto dead = std::make_shared<DeadParent>();
+        dead->pid = parent_fd.pid();
+        kill(child, policy, who, monotonic_ns(),
+             restored_parent_comm ? Notice::AtRestore : Notice::AtRegistration, dead);
+        after_kills();
+        if (restored_parent_comm && restored_parent_comm[0])
+            std::snprintf(dead->comm.data(), dead->comm.size(), "%s", restored_parent_comm);
+        dead->pidfd = std::move(parent_fd);
         release_if_idle(child);
         return {0, proto::kParentAlreadyDead};
     }
@@ -258,7 +265,7 @@ void Registry::release_if_idle(Process *p) {
     p->lingering = true;
 }
 
-void Registry::destroy(Process *p) {
+void Registry::destroy(Process *p, PidFd *keep) {
     while (p->children)
         retire(p->children);
     while (p->parents)
@@ -270,14 +277,33 @@ void Registry::destroy(Process *p) {
     else
         std::erase(detached_, p);
     p->destroyed = true;
+    if (keep)
+        *keep = std::move(p->pidfd);
     p->pidfd.unique_fd().reset();
     graveyard_.push_back(p);
+}
+
+void Registry::signal_children(Process *p) {
+    if (p->destroyed || p->signalled)
+        return;
+    p->signalled = true;
+    if (!p->children)
+        return;
+    uint64_t death_ns = monotonic_ns();
+    auto dead = std::make_shared<DeadParent>();
+    dead->pid = p->pid();
+    dead->comm = p->comm;
+    for (Binding *b = p->children; b; b = b->next_child)
+        kill(b->child, b->policy, b->registrant, death_ns, Notice::Watched, dead);
+    dying_.emplace(p, std::move(dead));
 }
 
 void Registry::process_exited(Process *p) {
     if (p->destroyed)
         return;
-    uint64_t death_ns = monotonic_ns();
+    signal_children(p);
+    // Everything else comes after every kill of the batch is out.
+    after_kills();
     cancel(p);
     // Bindings in which it was the child are done: it is gone without our help.
     while (p->parents) {
@@ -286,108 +312,192 @@ void Registry::process_exited(Process *p) {
         retire(b);
         release_if_idle(parent);
     }
-    if (p->children) {
-        // Died before the loop was idle to name it: a zombie still has its name in /proc.
-        read_comm(p);
-        int status = kStatusUnread; // read once, after the first kill has gone out
-        while (p->children) {
-            Binding *b = p->children;
-            Process *child = b->child;
-            Policy policy = b->policy;
-            Registrant who = b->registrant;
-            retire(b);
-            kill(child, policy, who, p->pidfd, p->comm.data(), &status, death_ns, Notice::Watched);
-            release_if_idle(child);
-        }
+    std::shared_ptr<DeadParent> dead;
+    if (auto it = dying_.find(p); it != dying_.end()) {
+        dead = std::move(it->second);
+        dying_.erase(it);
     }
-    destroy(p);
+    while (p->children) {
+        Binding *b = p->children;
+        Process *child = b->child;
+        retire(b);
+        release_if_idle(child);
+    }
+    // The parent's pidfd goes with its kills' descriptions, which read its exit status.
+    destroy(p, dead ? &dead->pidfd : nullptr);
 }
 
-void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
-                    const PidFd &parent, const char *parent_comm, int *parent_status,
-                    uint64_t death_ns, Notice notice) {
+void Registry::kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
+                    Notice notice, const std::shared_ptr<DeadParent> &parent) {
     // A child already signalled for another binding gets this one's signal too: no binding,
     // whoever made it, is weakened by another's policy.
     if (child->pidfd.exited())
         return; // its own exit event retires it
-    pid_t parent_pid = parent.pid();
+    KillNote note;
+    note.notice = notice;
+    note.signal = policy.signal;
+    note.child_pid = child->pid();
+    note.pending = child;
+    note.who = who;
+    note.parent = parent;
     if (!who.privileged) {
         // Checked again now: the child may have changed its credentials since registration.
         auto creds = child->pidfd.creds();
         if (!creds)
             return; // gone meanwhile
         if (!may_signal(who, *creds)) {
-            read_comm(child);
-            std::string child_comm = child->comm.data();
-            log_entry(LOG_WARNING, msgid::kKillRefused,
-                      fmt::format("not killing {}[{}]: its uid ({}) is no longer the registrant's "
-                                  "({}); parent {}[{}] died",
-                                  child_comm, child->pidfd.pid(), creds->ruid, who.uid, parent_comm,
-                                  parent_pid),
-                      {{"ORPHAND_CHILD_PID", std::to_string(child->pidfd.pid())},
-                       {"ORPHAND_CHILD_COMM", child_comm},
-                       {"ORPHAND_PARENT_PID", std::to_string(parent_pid)},
-                       {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)}});
+            note.notice = Notice::Refused;
+            note.child_ruid = creds->ruid;
+            notes_.push_back(std::move(note));
+            ++unpinned_;
             return;
         }
     }
     int r = child->pidfd.send_signal(policy.signal);
-    uint64_t latency_us = (monotonic_ns() - death_ns) / 1000;
     if (r < 0)
         return; // -ESRCH: reaped meanwhile
+    note.latency_us = (monotonic_ns() - death_ns) / 1000;
     ++kills_;
     ++kills_per_uid_[who.uid];
-    // Described only now, so that /proc reads do not delay the kill: the child stays readable
-    // until it is reaped, and the parent's status is in /proc/PID/stat while it is a zombie and
-    // in PIDFD_INFO_EXIT once reaped.
-    if (*parent_status == kStatusUnread && !(parent.valid() && parent.exit_status(parent_status)))
-        *parent_status = -1;
-    std::string parent_exit = *parent_status >= 0 ? describe_exit(*parent_status) : "";
-    read_comm(child);
-    std::string child_comm = child->comm.data();
+    notes_.push_back(std::move(note));
+    ++unpinned_;
+    if (policy.signal != SIGKILL && policy.grace_ms != proto::kGraceNever)
+        schedule(child, monotonic_ns() + uint64_t{policy.grace_ms} * 1000000u, who);
+}
+
+void Registry::after_kills() {
+    for (auto it = notes_.end() - static_cast<std::ptrdiff_t>(unpinned_); it != notes_.end();
+         ++it) {
+        if (!it->pending)
+            continue;
+        // Without a pidfd of its own, a note could not tell the child's name from that of a
+        // later process with its pid. Without an fd to spare, the name is left unknown.
+        int fd = ::fcntl(it->pending->pidfd.fd(), F_DUPFD_CLOEXEC, 3);
+        if (fd >= 0)
+            it->child = PidFd(it->child_pid, UniqueFd(fd));
+        it->pending = nullptr;
+    }
+    unpinned_ = 0;
+    for (auto due : unstored_)
+        if (store_)
+            store_->escalation_added(due->second, due->first);
+    unstored_.clear();
+}
+
+void Registry::describe(size_t max) {
+    for (; max > 0 && !notes_.empty(); --max) {
+        KillNote note = std::move(notes_.front());
+        notes_.pop_front();
+        describe_one(note);
+    }
+}
+
+void Registry::describe_one(KillNote &note) {
+    std::string child_comm = note.child.valid() ? note.child.comm() : "?";
+    std::string child_pid = std::to_string(note.child_pid);
+    std::string uid = std::to_string(note.who.uid);
+    if (note.notice == Notice::Escalated) {
+        log_entry(LOG_WARNING, msgid::kEscalate,
+                  fmt::format("killed {}[{}] with SIGKILL: it outlived its grace period",
+                              child_comm, child_pid),
+                  {{"ORPHAND_CHILD_PID", child_pid},
+                   {"ORPHAND_CHILD_COMM", child_comm},
+                   {"ORPHAND_SIGNAL", "SIGKILL"},
+                   {"ORPHAND_REGISTRANT_UID", uid}});
+        return;
+    }
+    if (note.notice == Notice::EscalationRefused) {
+        log_entry(LOG_WARNING, msgid::kKillRefused,
+                  fmt::format("not escalating to SIGKILL for {}[{}]: its uid ({}) is no longer "
+                              "the registrant's ({})",
+                              child_comm, child_pid, note.child_ruid, note.who.uid),
+                  {{"ORPHAND_CHILD_PID", child_pid},
+                   {"ORPHAND_CHILD_COMM", child_comm},
+                   {"ORPHAND_SIGNAL", "SIGKILL"},
+                   {"ORPHAND_REGISTRANT_UID", uid}});
+        return;
+    }
+    DeadParent &parent = *note.parent;
+    if (parent.comm[0] == '\0') {
+        // Named only now (it died before the loop was idle): a zombie still has its name.
+        std::string comm = parent.pidfd.valid() ? parent.pidfd.comm() : "?";
+        std::snprintf(parent.comm.data(), parent.comm.size(), "%s", comm.c_str());
+    }
+    const char *parent_comm = parent.comm.data();
+    std::string parent_pid = std::to_string(parent.pid);
+    if (note.notice == Notice::Refused) {
+        log_entry(LOG_WARNING, msgid::kKillRefused,
+                  fmt::format("not killing {}[{}]: its uid ({}) is no longer the registrant's "
+                              "({}); parent {}[{}] died",
+                              child_comm, child_pid, note.child_ruid, note.who.uid, parent_comm,
+                              parent_pid),
+                  {{"ORPHAND_CHILD_PID", child_pid},
+                   {"ORPHAND_CHILD_COMM", child_comm},
+                   {"ORPHAND_PARENT_PID", parent_pid},
+                   {"ORPHAND_REGISTRANT_UID", uid}});
+        return;
+    }
+    // The parent's status is in /proc/PID/stat while it is a zombie, and in PIDFD_INFO_EXIT
+    // once reaped; read once for all its children.
+    if (parent.status == -2 && !(parent.pidfd.valid() && parent.pidfd.exit_status(&parent.status)))
+        parent.status = -1;
+    std::string parent_exit = parent.status >= 0 ? describe_exit(parent.status) : "";
     std::string how = parent_exit.empty() ? "" : fmt::format(" ({})", parent_exit);
-    std::string text =
-        fmt::format("killed {}[{}] with {}: parent {}[{}] ", child_comm, child->pidfd.pid(),
-                    signal_name(policy.signal), parent_comm, parent_pid);
-    switch (notice) {
-    case Notice::Watched:
-        text += fmt::format("died{}, {} us after its death", how, latency_us);
-        break;
+    std::string text = fmt::format("killed {}[{}] with {}: parent {}[{}] ", child_comm, child_pid,
+                                   signal_name(note.signal), parent_comm, parent_pid);
+    switch (note.notice) {
     case Notice::AtRegistration:
         text += fmt::format("was already dead when the binding was registered{}", how);
         break;
     case Notice::AtRestore:
         text += fmt::format("died while orphand was not running{}", how);
         break;
+    default:
+        text += fmt::format("died{}, {} us after its death", how, note.latency_us);
+        break;
     }
-    bool already_dead = notice != Notice::Watched;
+    bool already_dead = note.notice != Notice::Watched;
     log_entry(LOG_NOTICE, already_dead ? msgid::kParentAlreadyDead : msgid::kKill, text,
-              {{"ORPHAND_PARENT_PID", std::to_string(parent_pid)},
+              {{"ORPHAND_PARENT_PID", parent_pid},
                {"ORPHAND_PARENT_COMM", parent_comm},
                {"ORPHAND_PARENT_EXIT", parent_exit},
-               {"ORPHAND_CHILD_PID", std::to_string(child->pidfd.pid())},
+               {"ORPHAND_CHILD_PID", child_pid},
                {"ORPHAND_CHILD_COMM", child_comm},
-               {"ORPHAND_SIGNAL", signal_name(policy.signal)},
-               {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)},
-               {"ORPHAND_REGISTRANT_PID", std::to_string(who.pid)},
-               {"ORPHAND_LATENCY_USEC", std::to_string(latency_us)}});
-    if (policy.signal != SIGKILL && policy.grace_ms != proto::kGraceNever) {
-        schedule(child, monotonic_ns() + uint64_t{policy.grace_ms} * 1000000u, who);
-    }
+               {"ORPHAND_SIGNAL", signal_name(note.signal)},
+               {"ORPHAND_REGISTRANT_UID", uid},
+               {"ORPHAND_REGISTRANT_PID", std::to_string(note.who.pid)},
+               {"ORPHAND_LATENCY_USEC", std::to_string(note.latency_us)}});
 }
 
 void Registry::schedule(Process *p, uint64_t deadline_ns, const Registrant &who) {
     p->escalating = true;
-    escalations_.emplace(p, deadlines_.emplace(deadline_ns, Escalation{p, who}));
+    auto due = deadlines_.emplace(deadline_ns, Escalation{p, who});
+    escalations_.emplace(p, due);
+    unstored_.push_back(due);
     rearm();
+}
+
+void Registry::restore_escalation(PidFd child_fd, uint64_t deadline_ns, const Registrant &who) {
+    Verdict v;
+    if (child_fd.exited())
+        return;
+    Process *p = intern(std::move(child_fd), &v);
+    if (!p)
+        return;
+    schedule(p, deadline_ns, who);
+    after_kills();
 }
 
 void Registry::cancel(Process *p) {
     if (!p->escalating)
         return;
     auto [begin, end] = escalations_.equal_range(p);
-    for (auto it = begin; it != end; ++it)
+    for (auto it = begin; it != end; ++it) {
+        std::erase(unstored_, it->second);
+        if (store_)
+            store_->escalation_removed(it->second->second);
         deadlines_.erase(it->second);
+    }
     escalations_.erase(begin, end);
     p->escalating = false;
     rearm();
@@ -406,10 +516,12 @@ void Registry::timer_fired() {
     uint64_t expirations;
     (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
     uint64_t now = monotonic_ns();
+    std::vector<Process *> touched;
+    // Every escalation due is sent before anything is logged or released.
     while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
         auto due = deadlines_.begin();
         Process *p = due->second.process;
-        Registrant who = due->second.registrant;
+        Escalation e = due->second;
         auto [begin, end] = escalations_.equal_range(p);
         for (auto it = begin; it != end; ++it) {
             if (it->second == due) {
@@ -417,34 +529,42 @@ void Registry::timer_fired() {
                 break;
             }
         }
+        std::erase(unstored_, due);
         deadlines_.erase(due);
         p->escalating = escalations_.count(p) > 0;
-        bool allowed = true;
-        if (!who.privileged) {
+        touched.push_back(p);
+        if (store_)
+            store_->escalation_removed(e);
+        if (p->pidfd.exited())
+            continue;
+        KillNote note;
+        note.child_pid = p->pid();
+        note.pending = p;
+        note.who = e.registrant;
+        note.signal = SIGKILL;
+        if (!e.registrant.privileged) {
             auto creds = p->pidfd.creds();
-            allowed = creds && may_signal(who, *creds);
-            if (creds && !allowed)
-                log_entry(LOG_WARNING, msgid::kKillRefused,
-                          fmt::format("not escalating to SIGKILL for {}[{}]: its uid ({}) is no "
-                                      "longer the registrant's ({})",
-                                      p->comm.data(), p->pid(), creds->ruid, who.uid),
-                          {{"ORPHAND_CHILD_PID", std::to_string(p->pid())},
-                           {"ORPHAND_CHILD_COMM", p->comm.data()},
-                           {"ORPHAND_SIGNAL", "SIGKILL"},
-                           {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)}});
+            if (!creds)
+                continue;
+            if (!may_signal(e.registrant, *creds)) {
+                note.notice = Notice::EscalationRefused;
+                note.child_ruid = creds->ruid;
+                notes_.push_back(std::move(note));
+                ++unpinned_;
+                continue;
+            }
         }
-        if (allowed && !p->pidfd.exited() && p->pidfd.send_signal(SIGKILL) == 0) {
-            log_entry(LOG_WARNING, msgid::kEscalate,
-                      fmt::format("killed {}[{}] with SIGKILL: it outlived its grace period",
-                                  p->comm.data(), p->pid()),
-                      {{"ORPHAND_CHILD_PID", std::to_string(p->pid())},
-                       {"ORPHAND_CHILD_COMM", p->comm.data()},
-                       {"ORPHAND_SIGNAL", "SIGKILL"},
-                       {"ORPHAND_REGISTRANT_UID", std::to_string(who.uid)}});
+        if (p->pidfd.send_signal(SIGKILL) == 0) {
+            note.notice = Notice::Escalated;
+            notes_.push_back(std::move(note));
+            ++unpinned_;
             cancel(p); // any later escalation of it has nothing left to do
         }
-        release_if_idle(p);
     }
+    after_kills();
+    for (Process *p : touched)
+        if (!p->destroyed)
+            release_if_idle(p);
     armed_ns_ = ~uint64_t{0}; // force rearm() to program the next deadline (or disarm)
     rearm();
 }

@@ -6,8 +6,10 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -42,7 +44,9 @@ struct Process;
 // bindings has one for each: every binding's policy is carried out.
 struct Escalation {
     Process *process = nullptr;
-    Registrant registrant; // whose binding it serves: checked again before the SIGKILL
+    Registrant registrant;   // whose binding it serves: checked again before the SIGKILL
+    uint32_t slot = kNoSlot; // its record in the binding log (see BindingStore)
+    static constexpr uint32_t kNoSlot = ~0u;
 };
 
 // A watched process: a parent of some bindings, a child of others, or a child being killed.
@@ -55,7 +59,9 @@ struct Process : Source {
     bool destroyed = false;   // awaiting deletion at the end of the loop iteration
     bool name_queued = false; // a parent whose name is read when the loop is idle
     bool lingering = false;   // a parent without bindings, kept watched for a while
+    bool signalled = false;   // its death has been acted on: its children are signalled
     PidFd pidfd;
+    uint64_t identity = 0; // the binding log's name for it (see BindingStore); 0: not yet
     uint32_t n_children = 0;
     std::array<char, proto::kCommLen> comm{}; // read when it becomes a parent, or killed
     Binding *children = nullptr;              // bindings in which this process is the parent
@@ -70,6 +76,7 @@ struct Binding {
     Registrant registrant;
     Policy policy;
     uint64_t created_ns = 0;
+    uint32_t slot = Escalation::kNoSlot; // its record in the binding log
 };
 
 // Resource bounds; 0 means unlimited.
@@ -85,12 +92,18 @@ struct Verdict {
     uint32_t reason = proto::kOk;
 };
 
-// Hooks for persisting bindings across restarts (systemd's fd store).
+// Hooks for persisting bindings and pending escalations across restarts and crashes (the
+// binding log). Each may set the object's `slot`, and is called off the kill path.
 class BindingStore {
   public:
     virtual ~BindingStore() = default;
-    virtual void binding_added(const Binding &b) = 0;
-    virtual void binding_removed(const Binding &b) = 0;
+    virtual void binding_added(Binding &b) = 0;
+    virtual void binding_removed(Binding &b) = 0;
+    // A parent's name became known: its bindings' records may carry it.
+    virtual void parent_named(const Process &p) = 0;
+    // `deadline_ns` is on CLOCK_MONOTONIC, which is the same for every process of a boot.
+    virtual void escalation_added(Escalation &e, uint64_t deadline_ns) = 0;
+    virtual void escalation_removed(Escalation &e) = 0;
 };
 
 struct RegistryStats {
@@ -133,7 +146,23 @@ class Registry {
     Process *find(pid_t pid);
 
     // Called by the loop when a watched process's pidfd is readable: it has exited.
+    // signal_children() only sends the signals its death calls for; the loop calls it for every
+    // death of a batch of events before anything else, so that no kill waits for bookkeeping,
+    // a /proc read or a log entry. process_exited() does the rest (and the signals, if
+    // signal_children was not called).
+    void signal_children(Process *p);
     void process_exited(Process *p);
+    // The bookkeeping that waits until the kills are out: gives every note that still points at
+    // a registry process its own pidfd duplicate (before any process may be destroyed), and
+    // records new escalations in the store.
+    void after_kills();
+    // Kills are described (read from /proc, logged) after every kill of the batch is out, a
+    // few at a time, so that descriptions never hold up a kill or a registration.
+    bool has_descriptions() const { return !notes_.empty(); }
+    void describe(size_t max);
+    // Re-arms an escalation restored at start-up: SIGKILL for `child` at `deadline_ns` unless
+    // it has exited by then.
+    void restore_escalation(PidFd child, uint64_t deadline_ns, const Registrant &who);
     // Called by the loop when the escalation timer fires.
     void timer_fired();
     // New parents' names, for the log, are read off the registration path: when the loop is
@@ -164,14 +193,40 @@ class Registry {
     void unlink(Binding *b);
     void retire(Binding *b);
     void release_if_idle(Process *p);
-    void destroy(Process *p);
-    // Sends the binding's policy to `child`, because `parent` died; `notice` says how its death
-    // was learnt. `*parent_status` is the parent's exit status, -1 if unknown, or kStatusUnread:
-    // then it is read from `parent` (which may be empty) after the signal, and stored there.
-    enum class Notice { Watched, AtRegistration, AtRestore };
-    static constexpr int kStatusUnread = -2;
-    void kill(Process *child, const Policy &policy, const Registrant &who, const PidFd &parent,
-              const char *parent_comm, int *parent_status, uint64_t death_ns, Notice notice);
+    // `keep` (optional) receives the pidfd rather than it being closed.
+    void destroy(Process *p, PidFd *keep = nullptr);
+
+    // A dead parent, as its kills' descriptions need it: the pidfd gives its exit status.
+    struct DeadParent {
+        pid_t pid = 0;
+        PidFd pidfd; // empty while the parent is still in the registry, or if never open
+        std::array<char, proto::kCommLen> comm{};
+        int status = -2; // wait(2) status, -1 unknown, -2 not read yet
+    };
+    // What a kill (or a refusal to kill) did, described once the batch's kills are out.
+    enum class Notice : uint8_t {
+        Watched,
+        AtRegistration,
+        AtRestore,
+        Escalated,
+        Refused,
+        EscalationRefused
+    };
+    struct KillNote {
+        Notice notice = Notice::Watched;
+        int signal = 0;
+        pid_t child_pid = 0;
+        Process *pending = nullptr; // until pinned: the child, still in the registry
+        PidFd child;                // once pinned: a duplicate, to read its name safely
+        uid_t child_ruid = 0;       // Refused: the child's uid now
+        Registrant who;
+        uint64_t latency_us = 0;
+        std::shared_ptr<DeadParent> parent; // null for escalations
+    };
+    // Sends the binding's policy to `child`, because a parent died at `death_ns`, and notes it.
+    void kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
+              Notice notice, const std::shared_ptr<DeadParent> &parent);
+    void describe_one(KillNote &note);
     void schedule(Process *p, uint64_t deadline_ns, const Registrant &who);
     void cancel(Process *p);
     void rearm();
@@ -186,8 +241,12 @@ class Registry {
     using Deadlines = std::multimap<uint64_t, Escalation>;
     Deadlines deadlines_;
     std::unordered_multimap<Process *, Deadlines::iterator> escalations_;
+    std::vector<Deadlines::iterator> unstored_; // escalations not yet in the store
     std::unordered_map<uid_t, uint64_t> kills_per_uid_;
     std::vector<Process *> graveyard_;
+    std::deque<KillNote> notes_;
+    std::unordered_map<Process *, std::shared_ptr<DeadParent>> dying_; // signalled, not retired
+    size_t unpinned_ = 0;        // notes_ at the back still pointing at registry processes
     std::vector<pid_t> unnamed_; // parents to name (by pid: they may be gone by then)
     // Parents whose last child is gone stay watched (by pid, oldest first) until kLinger
     // newer ones have joined them: a shell or make forks child after child, and each would

@@ -18,6 +18,7 @@
 #include <climits>
 #include <cstring>
 #include <limits>
+#include <set>
 #include <stdexcept>
 #include <system_error>
 
@@ -31,7 +32,8 @@ namespace {
 constexpr size_t kReadSize = 16384;
 constexpr int kReadsPerEvent = 16;
 constexpr int kAcceptsPerEvent = 64;
-constexpr size_t kTrimAfter = 512; // objects gone since the peak worth trimming the heap for
+constexpr size_t kTrimAfter = 512;      // objects gone since the peak worth trimming the heap for
+constexpr size_t kDescribePerTurn = 16; // kill descriptions (a /proc read, a log entry) per turn
 
 [[noreturn]] void fail(int err, const std::string &what) {
     throw std::system_error(err, std::generic_category(), what);
@@ -197,13 +199,24 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
 
     closer_ = std::make_unique<FdCloser>(loop_, &closer_source_);
     bind_listener();
-    fd_store_ = start_fd_store(options_.fd_store_max, options_.fd_store_delay_ms,
-                               std::move(passed_fds_), *registry_, loop_);
-    registry_->set_store(fd_store_.get());
+    for (const auto &o : options_.obsolete)
+        log_fmt(LOG_WARNING, "ignoring {}: bindings are kept in the binding log (--state-dir)", o);
+    drop_fd_store();
+    std::string state_dir = options_.state_dir;
+    if (options_.state == Options::StateChoice::Default) {
+        // systemd sets it for RuntimeDirectory=, several directories separated by ':'.
+        const char *runtime = std::getenv("RUNTIME_DIRECTORY");
+        std::string_view dirs = runtime ? runtime : "";
+        state_dir = std::string(dirs.substr(0, dirs.find(':')));
+    }
+    if (!state_dir.empty() && options_.state != Options::StateChoice::None)
+        binding_log_ = BindingLog::start(state_dir, *registry_);
+    // The restore's kills are all out: describe them now, before any client is served.
+    registry_->describe(SIZE_MAX);
 }
 
 Server::~Server() {
-    // Bindings torn down at exit stay in the fd store: the next start restores them.
+    // Bindings torn down at exit stay in the binding log: the next start restores them.
     registry_->set_store(nullptr);
     for (auto &[ptr, conn] : connections_) {
         if (conn->watched)
@@ -214,6 +227,23 @@ Server::~Server() {
     connections_.clear();
     if (!bound_path_.empty())
         ::unlink(bound_path_.c_str());
+}
+
+void Server::drop_fd_store() {
+    if (passed_fds_.empty())
+        return;
+    // orphand 0.x kept bindings in systemd's fd store. They are not restored (the binding log
+    // replaced it): the entries are removed, so that systemd passes them no more.
+    std::set<std::string> names;
+    for (auto &e : passed_fds_)
+        names.insert(std::move(e.name));
+    for (const auto &name : names)
+        sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", name.c_str());
+    log_fmt(LOG_WARNING,
+            "dropped {} fds ({} entries) of systemd's fd store left by an older orphand: the "
+            "bindings they held are not enforced",
+            passed_fds_.size(), names.size());
+    passed_fds_.clear();
 }
 
 void Server::bind_listener() {
@@ -230,7 +260,7 @@ void Server::bind_listener() {
                 ::fcntl(fd, F_SETFD, FD_CLOEXEC);
                 ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
             } else {
-                // The fd store's entries: restored once the registry is up.
+                // Entries of systemd's fd store, left by an older orphand.
                 ::fcntl(fd, F_SETFD, FD_CLOEXEC);
                 passed_fds_.push_back({name, UniqueFd(fd)});
             }
@@ -299,23 +329,22 @@ int Server::run() {
             options_.policy.grace_ms == proto::kGraceNever
                 ? std::string("no SIGKILL escalation")
                 : fmt::format("then SIGKILL after {} ms", options_.policy.grace_ms));
-    if (!fd_store_)
-        log_fmt(LOG_INFO, "{}: bindings will not survive a restart of orphand",
-                getenv("NOTIFY_SOCKET") ? "systemd's fd store is not enabled (--fd-store)"
-                                        : "not running under systemd");
+    if (!binding_log_)
+        log_fmt(LOG_INFO, "no binding log: bindings will not survive a restart or a crash of "
+                          "orphand (see --state-dir)");
     sd_notify(0, "READY=1");
     update_status();
 
     while (!stop_) {
         // Blocks when nothing is pending; polls while new parents wait to be named or STATUS=
         // is out of date, which is done as soon as the loop finds nothing else to do.
-        if (!dispatch(registry_->has_unnamed() || status_stale() || !ready_.empty() ? 0 : -1))
+        if (!dispatch(registry_->has_unnamed() || registry_->has_descriptions() || status_stale() ||
+                              !ready_.empty()
+                          ? 0
+                          : -1))
             return 1;
     }
     sd_notify(0, "STOPPING=1");
-    // A stop is usually a restart: bindings too young to be stored yet go in now.
-    if (fd_store_)
-        fd_store_->flush();
     log_fmt(LOG_INFO, "stopping; {} bindings were live", registry_->stats().bindings);
     return 0;
 }
@@ -333,6 +362,14 @@ bool Server::dispatch(int timeout_ms) {
         registry_->name_parents();
         update_status();
     }
+    // Deaths first: every child a death in this batch dooms is signalled before anything else
+    // of the batch runs (bookkeeping, requests, logging).
+    for (int i = 0; i < n; ++i) {
+        auto *source = static_cast<Source *>(events[i].data.ptr);
+        if (source->kind == Source::Kind::Process)
+            registry_->signal_children(static_cast<Process *>(source));
+    }
+    registry_->after_kills();
     for (int i = 0; i < n; ++i) {
         auto *source = static_cast<Source *>(events[i].data.ptr);
         switch (source->kind) {
@@ -351,10 +388,6 @@ bool Server::dispatch(int timeout_ms) {
         case Source::Kind::Timer:
             registry_->timer_fired();
             break;
-        case Source::Kind::StoreTimer:
-            if (fd_store_)
-                fd_store_->timer_fired();
-            break;
         case Source::Kind::Closer:
             on_closer();
             break;
@@ -366,6 +399,9 @@ bool Server::dispatch(int timeout_ms) {
         }
         }
     }
+    // Kills are described a few at a time, between batches of events: a fan-out's journal
+    // entries never hold up a later kill or a registration.
+    registry_->describe(kDescribePerTurn);
     // Connections that yielded or had more to read than one turn's worth go on now, after
     // everyone else's events.
     if (!ready_.empty()) {
@@ -1194,7 +1230,7 @@ void Server::status(Connection *c, const proto::Request &q) {
         info.connections = conns == connections_per_uid_.end() ? 0 : conns->second;
         info.scope = proto::kStatusOwn;
     }
-    info.features = features_mask() | (fd_store_ ? proto::kFeatureFdStore : 0u);
+    info.features = features_mask() | (binding_log_ ? proto::kFeatureDurable : 0u);
     info.daemon_pid = static_cast<uint32_t>(::getpid());
     info.default_signal = static_cast<uint32_t>(options_.policy.signal);
     info.default_grace_ms = options_.policy.grace_ms;

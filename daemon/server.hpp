@@ -12,9 +12,9 @@
 #include <unordered_map>
 #include <vector>
 
+#include "binding_log.hpp"
 #include "event_loop.hpp"
 #include "fd_closer.hpp"
-#include "fd_store.hpp"
 #include "log.hpp"
 #include "options.hpp"
 #include "pidfd.hpp"
@@ -88,6 +88,7 @@ class Server {
 
   private:
     void bind_listener();
+    void drop_fd_store();
     void on_listener();
     void on_connection(Connection *c, uint32_t events);
     void read_from(Connection *c, bool until_eagain = false);
@@ -122,8 +123,13 @@ class Server {
     Options options_;
     EventLoop loop_;
     std::unique_ptr<Registry> registry_;
-    std::unique_ptr<FdStore> fd_store_; // null without systemd's fd store
-    std::vector<StoredFd> passed_fds_;  // fd store entries systemd passed, until restored
+    std::unique_ptr<BindingLog> binding_log_; // null without a state directory
+    // Fds systemd passed besides the socket: an older orphand's fd store entries.
+    struct PassedFd {
+        std::string name;
+        UniqueFd fd;
+    };
+    std::vector<PassedFd> passed_fds_;
     Source listener_source_{Source::Kind::Listener};
     Source signal_source_{Source::Kind::Signal};
     Source timer_source_{Source::Kind::Timer};

@@ -123,7 +123,7 @@ enum Feature : uint32_t {
     kFeaturePidfdInfo = 1u << 1,  // PIDFD_GET_INFO (Linux 6.13)
     kFeatureExitInfo = 1u << 2,   // PIDFD_INFO_EXIT (Linux 6.15)
     kFeaturePidfsInode = 1u << 3, // unique pidfs inode numbers (Linux 6.9)
-    kFeatureFdStore = 1u << 4,    // bindings survive restarts through systemd's fd store
+    kFeatureDurable = 1u << 4,    // bindings survive restarts and crashes (the binding log)
     kFeatureJournal = 1u << 5,    // logging to the journal
 };
 
