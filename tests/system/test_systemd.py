@@ -364,12 +364,109 @@ ExecStart=/bin/bash /etc/orphtest-worker.sh
     c.run("systemctl", "stop", "orphtest-worker.service")
 
 
-def scenario3_restart(c):
+FANOUT = r"""
+import ctypes, json, os, select, signal, sys, time
+mode, n = sys.argv[1], int(sys.argv[2])
+libc = ctypes.CDLL(None, use_errno=True)
+libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: the orphans come back to us, to be reaped
+r, w = os.pipe()
+parent = os.fork()
+if parent == 0:
+    os.close(r)
+    kids = []
+    for _ in range(n):
+        k = os.fork()
+        if k == 0:
+            if mode == "pdeathsig":
+                libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+            os.execv("/bin/sleep", ["sleep", "1000"])
+        kids.append(k)
+    os.write(w, (" ".join(map(str, kids)) + "\n").encode())
+    signal.pause()
+    os._exit(0)
+os.close(w)
+kids = [int(x) for x in os.fdopen(r).readline().split()]
+fds = {os.pidfd_open(k): k for k in kids}
+pfd = os.pidfd_open(parent)
+print(json.dumps({"parent": parent, "children": kids}), flush=True)
+sys.stdin.readline()  # the test checks orphand's bindings first
+ep = select.epoll()
+for fd in fds:
+    ep.register(fd, select.EPOLLIN)
+left = set(fds)
+t0 = time.monotonic()
+signal.pidfd_send_signal(pfd, signal.SIGKILL)
+first = None
+while left:
+    for fd, _ in ep.poll(10):
+        if fd in left:
+            left.discard(fd)
+            ep.unregister(fd)
+            first = first or time.monotonic()
+last = time.monotonic()
+while True:
+    try:
+        if os.waitpid(-1, 0)[0] <= 0:
+            break
+    except ChildProcessError:
+        break
+print(json.dumps({"first_ms": (first - t0) * 1000, "last_ms": (last - t0) * 1000}), flush=True)
+"""
+
+
+def fanout_round(c, mode, n):
+    """One parent with n children (sleep), SIGKILLed: ms until the first and last child died."""
+    env = ["env", f"LD_PRELOAD={SHIM}"] if mode == "orphand" else []
+    cmd = ["nsenter", "-t", str(c.init), "-a", "--", "env", "-i", f"PATH={PATH}", *env,
+           "python3", "/etc/orphtest-fanout.py", mode, str(n)]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        info = json.loads(p.stdout.readline())
+        if mode == "orphand":
+            c.wait_until(lambda: sum(1 for b in bindings(c) if b[0] == info["parent"]) == n,
+                         f"{n} bindings of the fan-out parent", timeout=TIMEOUT * 3)
+        p.stdin.write("go\n")
+        p.stdin.flush()
+        result = json.loads(p.stdout.readline())
+        p.wait(timeout=TIMEOUT)
+    finally:
+        if p.poll() is None:
+            pidfd_kill(p.pid)
+            p.wait()
+    return result
+
+
+def scenario3_fanout(c):
+    c.sh("cat > /etc/orphtest-fanout.py", input=FANOUT)
+    n, rounds = 400, 3
+    results = {"orphand": [], "pdeathsig": []}
+    for r in range(rounds):
+        for mode in (("orphand", "pdeathsig") if r % 2 == 0 else ("pdeathsig", "orphand")):
+            results[mode].append(fanout_round(c, mode, n))
+    med = {m: sorted(x["last_ms"] for x in v)[len(v) // 2] for m, v in results.items()}
+    first = {m: sorted(x["first_ms"] for x in v)[len(v) // 2] for m, v in results.items()}
+    timings["fan-out 400: last child dead, orphand"] = med["orphand"] / 1000
+    timings["fan-out 400: last child dead, PR_SET_PDEATHSIG"] = med["pdeathsig"] / 1000
+    print(f"scenario 3: fan-out of {n} children, parent SIGKILLed, {rounds} rounds interleaved: "
+          f"last child dead after {med['orphand']:.1f} ms with orphand (first "
+          f"{first['orphand']:.2f} ms) against {med['pdeathsig']:.1f} ms with PR_SET_PDEATHSIG "
+          f"(first {first['pdeathsig']:.2f} ms): {med['orphand'] / med['pdeathsig']:.2f}x; "
+          f"each round: " + ", ".join(f"{m} {[round(x['last_ms'], 1) for x in v]}"
+                                       for m, v in results.items()))
+    # Every kill was logged, with its own latency.
+    def kills():
+        return [e for e in journal(c) if e.get("MESSAGE_ID") == MSG_KILL]
+    c.wait_until(lambda: len(kills()) >= rounds * n, f"{rounds * n} kill entries",
+                 timeout=TIMEOUT * 3)
+    lat = sorted(int(e["ORPHAND_LATENCY_USEC"]) for e in kills()[-n:])
+    print(f"  orphand's logged latencies of the last round: first {lat[0]} us, median "
+          f"{lat[len(lat) // 2]} us, last {lat[-1]} us")
+
+
+def scenario4_restart(c):
     parent = spawn(c, "orphtest-p3", ["sleep", "1000"])
     child = spawn(c, "orphtest-c3", ["sleep", "1000"])
     c.run("orphanctl", "register", str(parent), str(child))
-    # Restarted at once, before the binding is old enough to be stored (--fd-store-delay):
-    # a clean stop stores it then.
     old = main_pid(c)
     t0 = time.monotonic()
     c.run("systemctl", "restart", "orphand.service")
@@ -380,67 +477,75 @@ def scenario3_restart(c):
     c.run("kill", "-KILL", str(parent))
     took = c.wait_dead([child], since=t0)
     timings["restart: child dead after its parent's death"] = took
-    check(show(c, "orphand.service", "NFileDescriptorStore") == "0",
-          "the ended binding's entry is still in the fd store")
-    print(f"scenario 3: restart took {timings['systemctl restart'] * 1000:.0f} ms; binding "
+    # Nothing goes through PID 1's fd store any more.
+    check(show(c, "orphand.service", "NFileDescriptorStore") == "0", "fds in the fd store")
+    print(f"scenario 4: restart took {timings['systemctl restart'] * 1000:.0f} ms; binding "
           f"restored; child dead {took * 1000:.0f} ms after the parent's SIGKILL")
 
-    # Many bindings (hundreds of stored fds, past the default soft fd limit of 1024 that broke
-    # restarts): a parent under the shim forks them, and all are still enforced after a restart.
-    n = 400
+    # Many bindings, made by the shim in a bash loop as a user would, survive a restart and then
+    # a crash, and all die with their parent.
+    n = 3000
     c.sh("cat > /etc/orphtest-many.sh", input=(
         f"for i in $(seq {n}); do sleep 1000 & done\n"
         "echo $(jobs -p) > /run/orphtest-many.pids\nexec sleep infinity\n"))
     # KillMode=process: when the parent dies, systemd leaves its children to orphand.
     parent = spawn(c, "orphtest-many", ["/bin/bash", "/etc/orphtest-many.sh"],
-                   props=[f"Environment=LD_PRELOAD={SHIM}", "KillMode=process"])
+                   props=[f"Environment=LD_PRELOAD={SHIM}", "KillMode=process",
+                          "TasksMax=infinity"])
     pids_file = f"/proc/{c.init}/root/run/orphtest-many.pids"
     c.wait_until(lambda: os.path.exists(pids_file) and
-                 len(open(pids_file).read().split()) == n, f"{n} sleepers")
+                 len(open(pids_file).read().split()) == n, f"{n} sleepers", timeout=TIMEOUT * 6)
     children = [int(x) for x in open(pids_file).read().split()]
-    c.wait_until(lambda: sum(1 for b in bindings(c) if b[0] == parent) == n,
-                 f"{n} bindings", timeout=TIMEOUT * 3)
-    c.wait_until(lambda: int(show(c, "orphand.service", "NFileDescriptorStore")) == 2 * n,
-                 f"{2 * n} fds in the store for {n} bindings", timeout=TIMEOUT * 3)
+
+    def bound():
+        return sum(1 for b in bindings(c) if b[0] == parent)
+    c.wait_until(lambda: bound() == n, f"{n} bindings", timeout=TIMEOUT * 3)
+    log_path = f"/proc/{c.init}/root/run/orphand/state/bindings"
+    check(os.path.exists(log_path), "no binding log in /run/orphand/state")
     t0 = time.monotonic()
     c.run("systemctl", "restart", "orphand.service")
     timings[f"restart with {n} bindings"] = time.monotonic() - t0
-    restored = sum(1 for b in bindings(c) if b[0] == parent)
-    check(restored == n, f"{restored} of {n} bindings survived the restart")
-    t0 = time.monotonic()
-    c.run("systemctl", "kill", "--signal=KILL", "--kill-who=main", "orphtest-many.service")
-    took = c.wait_dead(children, since=t0, timeout=TIMEOUT * 3)
-    check(show(c, "orphand.service", "NFileDescriptorStore") == "0",
-          "ended bindings are still in the fd store")
-    print(f"scenario 3: {n} bindings ({2 * n} stored fds) restored by a restart of "
-          f"{timings[f'restart with {n} bindings'] * 1000:.0f} ms; all {n} children dead "
-          f"{took * 1000:.0f} ms after their parent's SIGKILL")
-
-
-def scenario4_crash(c):
-    c.run("systemctl", "reset-failed", "orphand.service", check=False)
-    parent = spawn(c, "orphtest-p4", ["sleep", "1000"])
-    child = spawn(c, "orphtest-c4", ["sleep", "1000"])
-    c.run("orphanctl", "register", str(parent), str(child))
-    # A crash keeps what is in the store: a binding goes there once it has lived
-    # --fd-store-delay (1 s).
-    t0 = time.monotonic()
-    c.wait_until(lambda: show(c, "orphand.service", "NFileDescriptorStore") == "2",
-                 "the binding's entry in the fd store")
-    timings["crash: binding stored after"] = time.monotonic() - t0
+    check(bound() == n, f"{bound()} of {n} bindings survived the restart")
     old = main_pid(c)
     t0 = time.monotonic()
     c.run("kill", "-KILL", str(old))
     c.wait_until(lambda: main_pid(c) not in (0, old) and
                  show(c, "orphand.service", "ActiveState") == "active", "orphand's restart")
+    timings[f"crash with {n} bindings: back after"] = time.monotonic() - t0
+    check(bound() == n, f"{bound()} of {n} bindings survived the crash")
+    restored = [e for e in journal(c) if "restored" in e.get("MESSAGE", "")]
+    check(restored and f"restored {n} bindings" in restored[-1]["MESSAGE"],
+          f"no restore entry for {n} bindings: {[e['MESSAGE'] for e in restored[-2:]]}")
+    t0 = time.monotonic()
+    c.run("systemctl", "kill", "--signal=KILL", "--kill-who=main", "orphtest-many.service")
+    took = c.wait_dead(children, since=t0, timeout=TIMEOUT * 3)
+    check(show(c, "orphand.service", "NFileDescriptorStore") == "0", "fds in the fd store")
+    print(f"scenario 4: {n} shim bindings survived a restart "
+          f"({timings[f'restart with {n} bindings'] * 1000:.0f} ms) and a crash (back after "
+          f"{timings[f'crash with {n} bindings: back after'] * 1000:.0f} ms); all {n} children "
+          f"dead {took * 1000:.0f} ms after their parent's SIGKILL; "
+          f"{restored[-1]['MESSAGE']!r}")
+    c.run("systemctl", "stop", "orphtest-many.service", check=False)
+
+
+def scenario5_crash(c):
+    c.run("systemctl", "reset-failed", "orphand.service", check=False)
+    parent = spawn(c, "orphtest-p4", ["sleep", "1000"])
+    child = spawn(c, "orphtest-c4", ["sleep", "1000"])
+    # SIGKILLed as soon as the registration is acknowledged: the binding is 0 ms old.
+    old = main_pid(c)
+    c.sh(f"orphanctl register {parent} {child} && kill -KILL {old}")
+    t0 = time.monotonic()
+    c.wait_until(lambda: main_pid(c) not in (0, old) and
+                 show(c, "orphand.service", "ActiveState") == "active", "orphand's restart")
     timings["crash: back after SIGKILL"] = time.monotonic() - t0
-    check((parent, child) in bindings(c), "the binding did not survive the crash")
+    check((parent, child) in bindings(c), "the 0 ms old binding did not survive the crash")
     t0 = time.monotonic()
     c.run("kill", "-KILL", str(parent))
     took = c.wait_dead([child], since=t0)
-    print(f"scenario 4: binding stored {timings['crash: binding stored after'] * 1000:.0f} ms "
-          f"after registration; back {timings['crash: back after SIGKILL'] * 1000:.0f} ms after "
-          f"SIGKILL; binding restored; child dead {took * 1000:.0f} ms after its parent")
+    print(f"scenario 5: orphand SIGKILLed right after acknowledging a binding; back "
+          f"{timings['crash: back after SIGKILL'] * 1000:.0f} ms later with the binding; child "
+          f"dead {took * 1000:.0f} ms after its parent")
 
     # A parent that dies while orphand is down: its child dies as soon as orphand is back.
     c.sh("mkdir -p /etc/systemd/system/orphand.service.d && cat > "
@@ -450,8 +555,6 @@ def scenario4_crash(c):
     parent = spawn(c, "orphtest-p4b", ["sleep", "1000"])
     child = spawn(c, "orphtest-c4b", ["sleep", "1000"])
     c.run("orphanctl", "register", str(parent), str(child))
-    c.wait_until(lambda: show(c, "orphand.service", "NFileDescriptorStore") == "2",
-                 "the binding's entry in the fd store")
     old = main_pid(c)
     c.run("kill", "-KILL", str(old))
     c.wait_until(lambda: main_pid(c) == 0, "orphand's death")
@@ -459,8 +562,6 @@ def scenario4_crash(c):
     c.run("kill", "-KILL", str(parent))
     c.wait_dead([parent])  # reaped by the container's systemd while orphand is down
     check(c.alive(child), "the child died while orphand was down")
-    check(show(c, "orphand.service", "NFileDescriptorStore") == "2",
-          "the binding's entry is not held while orphand is down")
     c.wait_until(lambda: main_pid(c) != 0, "orphand's delayed restart", timeout=TIMEOUT + 5)
     back = time.monotonic()
     took = c.wait_dead([child])
@@ -468,13 +569,30 @@ def scenario4_crash(c):
     entries = wait_journal(c, lambda e: e.get("MESSAGE_ID") == MSG_ALREADY_DEAD and
                            e.get("ORPHAND_CHILD_PID") == str(child), "the already-dead entry")
     check(entries[0].get("ORPHAND_PARENT_PID") == str(parent), "already-dead entry's parent")
-    print(f"scenario 4: parent killed while orphand was down ({time.monotonic() - t0:.1f} s "
+    print(f"scenario 5: parent killed while orphand was down ({time.monotonic() - t0:.1f} s "
           f"restart delay); child dead {took * 1000:.0f} ms after orphand's new main pid "
           f"appeared; entry: {entries[0]['MESSAGE']!r}")
     c.sh("rm -r /etc/systemd/system/orphand.service.d && systemctl daemon-reload")
 
+    # A stop ends every binding: the binding log goes with the runtime directory.
+    parent = spawn(c, "orphtest-p4c", ["sleep", "1000"])
+    child = spawn(c, "orphtest-c4c", ["sleep", "1000"])
+    c.run("orphanctl", "register", str(parent), str(child))
+    c.run("systemctl", "stop", "orphand.service")
+    check(not os.path.exists(f"/proc/{c.init}/root/run/orphand/state"),
+          "/run/orphand/state outlived systemctl stop")
+    check(os.path.exists(f"/proc/{c.init}/root/run/orphand/orphand.sock"),
+          "systemctl stop orphand.service removed the socket")
+    check(bindings(c) == set(), "a binding outlived systemctl stop")  # socket-activates again
+    c.run("kill", "-KILL", str(parent))
+    time.sleep(0.5)
+    check(c.alive(child), "a binding ended by systemctl stop still killed its child")
+    c.run("systemctl", "stop", "orphtest-c4c.service", "orphtest-p4c.service", check=False)
+    print("scenario 5: systemctl stop removed the binding log and ended the binding; the "
+          "socket stayed")
 
-def scenario5_hardened(c):
+
+def scenario6_hardened(c):
     pid = main_pid(c)
     status = open(f"/proc/{c.init}/root/proc/{pid}/status").read()
     uid = int(re.search(r"^Uid:\s*(\d+)", status, re.M).group(1))
@@ -504,13 +622,13 @@ def scenario5_hardened(c):
     m = re.search(r"Overall exposure level for orphand\.service: (\d+\.\d+)", out)
     check(m, f"no exposure level in: {out[-500:]}")
     timings["security exposure"] = float(m.group(1))
-    print(f"scenario 5: orphand runs as uid {uid} with CapEff {capeff:#x}; nobody's child "
+    print(f"scenario 6: orphand runs as uid {uid} with CapEff {capeff:#x}; nobody's child "
           f"dead {took * 1000:.0f} ms after its parent; systemd-analyze security "
           f"orphand.service: {m.group(1)}")
     check(float(m.group(1)) <= 1.0, f"exposure {m.group(1)} is above 1.0")
 
 
-def scenario6_user_instance(c):
+def scenario7_user_instance(c):
     c.sh(f"grep -q '^{USER}:' /etc/passwd || {{ "
          f"echo '{USER}:x:{UID}:{UID}::/tmp:/bin/sh' >> /etc/passwd && "
          f"echo '{USER}:x:{UID}:' >> /etc/group && "
@@ -536,11 +654,17 @@ def scenario6_user_instance(c):
           "the user's orphand does not run as the user")
     check(re.search(r"^CapEff:\s*0+$", status, re.M), "the user's orphand has capabilities")
     check((parent, child) in bindings(c, user=USER), "the user's binding is not listed")
+    c.run("systemctl", "--user", "restart", "orphand.service", user=USER)
+    check(os.path.exists(f"/proc/{c.init}/root/run/user/{UID}/orphand/state/bindings"),
+          "the user's binding log is not in $XDG_RUNTIME_DIR/orphand/state")
+    check((parent, child) in bindings(c, user=USER),
+          "the user's binding did not survive a restart of the user's orphand")
     t0 = time.monotonic()
     c.run("kill", "-KILL", str(parent), user=USER)
     took = c.wait_dead([child], since=t0)
-    print(f"scenario 6: user {USER}'s orphand (uid {UID}, no capabilities) socket-activated "
+    print(f"scenario 7: user {USER}'s orphand (uid {UID}, no capabilities) socket-activated "
           f"in {timings['user: first registration (socket activation)'] * 1000:.0f} ms; "
+          f"its binding survived a restart; "
           f"child dead {took * 1000:.0f} ms after its parent")
 
 
@@ -582,8 +706,8 @@ def main():
         container = Container(stage, work)
         container.start()
         for scenario in (scenario1_socket_activation, scenario2_shim_service,
-                         scenario3_restart, scenario4_crash, scenario5_hardened,
-                         scenario6_user_instance):
+                         scenario3_fanout, scenario4_restart, scenario5_crash,
+                         scenario6_hardened, scenario7_user_instance):
             t0 = time.monotonic()
             scenario(container)
             print(f"  ({scenario.__name__}: {time.monotonic() - t0:.2f} s)")
