@@ -1,0 +1,293 @@
+# SPDX-License-Identifier: MIT
+"""The binding log: bindings and pending escalations survive a crash of orphand whatever their
+age; a process whose identity does not match its record is never signalled; damaged, foreign
+and missing files, and a full file system, cost durability at most, never enforcement."""
+
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+
+import itest as it
+import orphtest as ot
+
+RECORD = 96
+BINDING, ESCALATION = 0x444E4942, 0x4C494B53
+
+
+def checksum(rec):
+    """FNV-1a over a record, skipping state, checksum and the parent's name (daemon/binding_log)."""
+    h = 2166136261
+    for i in range(8, RECORD):
+        if 64 <= i < 80:
+            continue
+        h = ((h ^ rec[i]) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def records(path):
+    """(offset, state, child_pid, raw bytes) of every non-free record."""
+    data = open(path, "rb").read()
+    out = []
+    for off in range(RECORD, len(data) - RECORD + 1, RECORD):
+        state = struct.unpack_from("<I", data, off)[0]
+        if state:
+            child = struct.unpack_from("<i", data, off + 36)[0]
+            out.append((off, state, child, bytearray(data[off:off + RECORD])))
+    return out
+
+
+def rewrite(path, off, rec, fix_checksum=True):
+    if fix_checksum:
+        struct.pack_into("<I", rec, 4, checksum(rec))
+    with open(path, "r+b") as f:
+        f.seek(off)
+        f.write(rec)
+
+
+def crash(d):
+    """SIGKILL the daemon (a crash), keeping its log for the checks."""
+    signal.pidfd_send_signal(d.pidfd, signal.SIGKILL)
+    d.proc.wait()
+    log = d.read_log()
+    d.stop()
+    return log
+
+
+def register_all(d, parent, children, **kw):
+    with d.client() as c:
+        for ch in children:
+            r = c.register(parent.pid, ch.pid, **kw)
+            ot.check(r["error"] == 0, f"REGISTER {parent.pid} {ch.pid}: {r}")
+
+
+def test_crash_at_once(state):
+    """Bindings acknowledged and orphand SIGKILLed at once: every child still dies with its
+    parent, killed by the next orphand."""
+    d = ot.Daemon("--state-dir", state).start()
+    parent, parent_fd = it.sleeper("dur-parent")
+    kids = [it.sleeper(f"dur-child{i}") for i in range(20)]
+    register_all(d, parent, [k for k, _ in kids])
+    crash(d)
+    with ot.Daemon("--state-dir", state) as d2:
+        ot.check(d2.wait_log("restored 20 bindings"), f"no restore entry:\n{d2.read_log()}")
+        got = {b["child"] for b in d2.bindings() if b["parent"] == parent.pid}
+        ot.check(got == {k.pid for k, _ in kids}, f"restored {len(got)} of 20 bindings")
+        signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+        for k, kfd in kids:
+            it.expect_dead(d2, k, kfd, "a child bound 0 ms before the crash", sig=signal.SIGTERM)
+        line = it.wait_kill_line(d2, kids[0][0].pid)
+        ot.check(f"parent dur-parent[{parent.pid}] died" in line, f"kill line: {line!r}")
+    print("crash right after the acknowledgements: 20 of 20 bindings restored and enforced")
+
+
+def test_parent_died_while_down(state):
+    d = ot.Daemon("--state-dir", state).start()
+    parent, parent_fd = it.sleeper("dur-parent")
+    child, child_fd = it.sleeper("dur-child")
+    register_all(d, parent, [child])
+    # The parent's name goes into its records once the loop is idle after the registration.
+    d.wait_until(lambda: open(os.path.join(state, "bindings"), "rb").read().find(b"dur-parent")
+                 > 0, "the parent's name in the binding log")
+    crash(d)
+    signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+    parent.wait()
+    it.expect_alive(child, child_fd, "the child, while orphand is down")
+    with ot.Daemon("--state-dir", state) as d2:
+        it.expect_dead(d2, child, child_fd, "the child of a parent that died while orphand was "
+                       "down", sig=signal.SIGTERM)
+        line = it.wait_kill_line(d2, child.pid)
+        ot.check(f"parent dur-parent[{parent.pid}] died while orphand was not running" in line,
+                 f"kill line: {line!r}")
+    print(f"parent died while orphand was down: {line!r}")
+
+
+def test_identity(state):
+    """A record whose child identity does not match (as after pid reuse) signals nothing; one
+    whose parent identity does not match counts the parent as dead."""
+    d = ot.Daemon("--state-dir", state).start()
+    p1, p1_fd = it.sleeper("dur-parent1")
+    c1, c1_fd = it.sleeper("dur-child1")
+    p2, p2_fd = it.sleeper("dur-parent2")
+    c2, c2_fd = it.sleeper("dur-child2")
+    register_all(d, p1, [c1])
+    register_all(d, p2, [c2])
+    crash(d)
+    path = os.path.join(state, "bindings")
+    for off, _, child, rec in records(path):
+        if child == c1.pid:  # another process now: the child's identity differs
+            struct.pack_into("<Q", rec, 16, struct.unpack_from("<Q", rec, 16)[0] + 1)
+        else:  # the parent's identity differs: the registered parent is gone
+            struct.pack_into("<Q", rec, 8, struct.unpack_from("<Q", rec, 8)[0] + 1)
+        rewrite(path, off, rec)
+    with ot.Daemon("--state-dir", state) as d2:
+        it.expect_dead(d2, c2, c2_fd, "the child whose parent's identity changed",
+                       sig=signal.SIGTERM)
+        signal.pidfd_send_signal(p1_fd, signal.SIGKILL)
+        p1.wait()
+        time.sleep(0.3)
+        it.expect_alive(c1, c1_fd, "a process whose identity is not the registered child's")
+        ot.check(not any(b["child"] == c1.pid for b in d2.bindings()),
+                 "a record with a foreign child identity was restored")
+        ot.check("1 ended meanwhile" in d2.read_log(), f"restore counts:\n{d2.read_log()}")
+    print("identity: a mismatched child was not signalled; a mismatched parent counted as dead")
+
+
+def test_damaged_and_torn(state):
+    d = ot.Daemon("--state-dir", state).start()
+    parent, parent_fd = it.sleeper("dur-parent")
+    kids = [it.sleeper(f"dur-child{i}") for i in range(3)]
+    register_all(d, parent, [k for k, _ in kids])
+    crash(d)
+    path = os.path.join(state, "bindings")
+    recs = records(path)
+    ot.check(len(recs) == 3, f"{len(recs)} records for 3 bindings")
+    # One record damaged (its checksum no longer matches), one torn before its state was written.
+    off, _, damaged, rec = recs[0]
+    rec[40] ^= 0xFF
+    rewrite(path, off, rec, fix_checksum=False)
+    off, _, torn, rec = recs[1]
+    struct.pack_into("<I", rec, 0, 0)
+    rewrite(path, off, rec)
+    with ot.Daemon("--state-dir", state) as d2:
+        ot.check(d2.wait_log("restored 1 bindings"), f"restore:\n{d2.read_log()}")
+        ot.check("1 damaged records dropped" in d2.read_log(), f"restore:\n{d2.read_log()}")
+        got = {b["child"] for b in d2.bindings()}
+        ot.check(got == {recs[2][2]}, f"restored {got}, expected only {recs[2][2]}")
+    for k, kfd in kids:
+        signal.pidfd_send_signal(kfd, signal.SIGKILL)
+        k.wait()
+    signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+    parent.wait()
+    print("a damaged record and a torn one were dropped; the third binding was restored")
+
+
+def test_foreign_files(state):
+    path = os.path.join(state, "bindings")
+    # A file of another format version.
+    d = ot.Daemon("--state-dir", state).start()
+    crash(d)
+    with open(path, "r+b") as f:
+        f.seek(8)
+        f.write(struct.pack("<I", 99))
+    with ot.Daemon("--state-dir", state) as d2:
+        ot.check(d2.wait_log("written by another version of orphand"), d2.read_log())
+        parent, parent_fd = it.sleeper("dur-parent")
+        child, child_fd = it.sleeper("dur-child")
+        register_all(d2, parent, [child])
+        signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+        it.expect_dead(d2, child, child_fd, "a child bound after a foreign file was replaced")
+    # Not a binding log at all, and a directory that does not exist or cannot be written.
+    with open(path, "wb") as f:
+        f.write(b"not a binding log\n" * 100)
+    with ot.Daemon("--state-dir", state) as d2:
+        ot.check(d2.wait_log("is not a binding log of orphand"), d2.read_log())
+    missing = os.path.join(state, "missing")
+    with ot.Daemon("--state-dir", missing) as d3:
+        ot.check(d3.wait_log("cannot use the state directory"), d3.read_log())
+        parent, parent_fd = it.sleeper("dur-parent")
+        child, child_fd = it.sleeper("dur-child")
+        register_all(d3, parent, [child])
+        signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+        it.expect_dead(d3, child, child_fd, "a child bound without a state directory")
+    ro = os.path.join(state, "ro")
+    os.mkdir(ro)
+    os.chmod(ro, 0o500)
+    # As root the mode does not stop orphand: a read-only mount does.
+    subprocess.run(["mount", "--bind", ro, ro], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", ro], check=True)
+    try:
+        with ot.Daemon("--state-dir", ro) as d4:
+            ot.check(d4.wait_log("cannot use the state directory"), d4.read_log())
+            parent, parent_fd = it.sleeper("dur-parent")
+            child, child_fd = it.sleeper("dur-child")
+            register_all(d4, parent, [child])
+            signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+            it.expect_dead(d4, child, child_fd, "a child bound with a read-only state directory")
+    finally:
+        subprocess.run(["umount", ro], check=False)
+    print("another version's file, a foreign file, a missing and a read-only directory: "
+          "orphand ran and killed without durability")
+
+
+def test_full_file_system(state):
+    """tmpfs full: bindings past what the file can hold are enforced, not recorded."""
+    fs = os.path.join(state, "tiny")
+    os.mkdir(fs)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "orphand-test", fs], check=True)
+    try:
+        with open(os.path.join(fs, "filler"), "wb") as f:
+            f.write(b"\0" * 56 * 1024)  # leaves 72 KiB: the first 64 KiB of the log
+        n = 700  # the first 64 KiB of the file hold 681 records
+        d = ot.Daemon("--state-dir", fs).start()
+        parent, parent_fd = it.sleeper("dur-parent")
+        kids = [it.sleeper("dur-child") for _ in range(n)]
+        register_all(d, parent, [k for k, _ in kids])
+        ot.check(d.wait_log("will not survive a restart or a crash of orphand: the file cannot "
+                            "grow"), d.read_log())
+        crash(d)
+        with ot.Daemon("--state-dir", fs) as d2:
+            ot.check(d2.wait_log("restored 681 bindings"), d2.read_log())
+            signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+            alive = [k for k, kfd in kids[:681] if not ot.wait_pidfd(kfd)]
+            ot.check(not alive, f"{len(alive)} recorded children survived their parent")
+        # The rest were not recorded, so the crash ended them: orphand's only loss.
+        for k, kfd in kids:
+            signal.pidfd_send_signal(kfd, signal.SIGKILL)
+            k.wait()
+    finally:
+        subprocess.run(["umount", fs], check=False)
+    print(f"full tmpfs: {n} bindings enforced, 681 recorded and restored after a crash")
+
+
+def test_escalation(state):
+    """A SIGKILL escalation pending at the crash still comes, at its deadline."""
+    d = ot.Daemon("--state-dir", state, "--grace", "1.5").start()
+    parent, parent_fd = it.sleeper("dur-parent")
+    child, child_fd = it.sleeper("dur-stubborn", ignore=(signal.SIGTERM,))
+    register_all(d, parent, [child])
+    killed_at = time.monotonic()
+    signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+    it.wait_kill_line(d, child.pid)
+    crash(d)
+    with ot.Daemon("--state-dir", state, "--grace", "never") as d2:
+        ot.check(d2.wait_log("1 escalations re-armed"), d2.read_log())
+        it.expect_dead(d2, child, child_fd, "the child whose escalation was pending at the crash",
+                       sig=signal.SIGKILL)
+        took = time.monotonic() - killed_at
+        ot.check(took >= 1.4, f"SIGKILL after {took:.2f} s, before the grace period")
+        ot.check(d2.wait_log(f"killed dur-stubborn[{child.pid}] with SIGKILL"), d2.read_log())
+    print(f"escalation pending at the crash: SIGKILL {took:.2f} s after the parent's death")
+
+
+def test_clean_stop(state):
+    """orphand never deletes its log: a SIGTERM and a start restore (a service manager removes
+    the directory on a stop that is not a restart)."""
+    d = ot.Daemon("--state-dir", state).start()
+    parent, parent_fd = it.sleeper("dur-parent")
+    child, child_fd = it.sleeper("dur-child")
+    register_all(d, parent, [child])
+    d.stop()
+    with ot.Daemon("--state-dir", state) as d2:
+        it.wait_bound(d2, parent.pid, child.pid)
+        signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+        it.expect_dead(d2, child, child_fd, "the child after a stop and a start")
+    print("SIGTERM and start: the binding was restored")
+
+
+def main():
+    for test in (test_crash_at_once, test_parent_died_while_down, test_identity,
+                 test_damaged_and_torn, test_foreign_files, test_full_file_system,
+                 test_escalation, test_clean_stop):
+        state = tempfile.mkdtemp(prefix="orphand-state-")
+        try:
+            test(state)
+        finally:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    ot.run(main)
