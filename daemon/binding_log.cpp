@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,11 +60,12 @@ const std::string &boot_id() {
     return id;
 }
 
-// FNV-1a over the record, skipping the state word, the checksum and the parent's name.
+// FNV-1a over the record but the fields written after it is live: the state word, the checksum,
+// the identities and the parent's name.
 uint32_t checksum(const LogRecord &r) {
     const auto *bytes = reinterpret_cast<const unsigned char *>(&r);
     uint32_t h = 2166136261u;
-    for (size_t i = offsetof(LogRecord, parent_id); i < sizeof(LogRecord); ++i) {
+    for (size_t i = offsetof(LogRecord, deadline_ns); i < sizeof(LogRecord); ++i) {
         if (i >= offsetof(LogRecord, parent_comm) &&
             i < offsetof(LogRecord, parent_comm) + sizeof(r.parent_comm))
             continue;
@@ -87,13 +89,31 @@ std::string comm_of(const LogRecord &r) {
     return s;
 }
 
-Result<PidFd> open_identified(pid_t pid, uint64_t id) {
-    if (pid <= 0 || id == 0)
+uint64_t boottime_ns() {
+    struct timespec ts {};
+    ::clock_gettime(CLOCK_BOOTTIME, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// The process `pid` names now, if it is the one recorded as `id`. A record without an identity
+// (0; see BindingLog::identify) takes the process only if it started no later than
+// `created_ns`, the registration: a process that took the pid since started after it (to the
+// clock tick of /proc/PID/stat).
+Result<PidFd> open_identified(pid_t pid, uint64_t id, uint64_t created_ns = 0) {
+    if (pid <= 0 || (id == 0 && created_ns == 0))
         return Error{-EINVAL, "record"};
     auto p = PidFd::open(pid);
     if (!p)
         return p.error();
-    if (BindingLog::identity_of(*p) != id)
+    if (id != 0) {
+        if (BindingLog::identity_of(*p) != id)
+            return Error{-ESRCH, "pid reused"};
+        return p;
+    }
+    static const long ticks = ::sysconf(_SC_CLK_TCK);
+    uint64_t started = p->start_time();
+    if (started == 0 || ticks <= 0 ||
+        started > created_ns / (1000000000u / static_cast<uint64_t>(ticks)))
         return Error{-ESRCH, "pid reused"};
     return p;
 }
@@ -250,7 +270,7 @@ RestoreCounts BindingLog::restore(const std::vector<std::pair<uint32_t, LogRecor
     for (const auto &[i, r] : records) {
         hint_ = i;
         Registrant who{r.uid, r.registrant_pid, (r.flags & LogRecord::kPrivileged) != 0};
-        auto child = open_identified(r.child_pid, r.child_id);
+        auto child = open_identified(r.child_pid, r.child_id, r.created_ns);
         if (!child) {
             ++counts.gone; // exited while orphand was down: nothing to enforce
         } else if (r.state == LogRecord::kEscalation) {
@@ -259,7 +279,9 @@ RestoreCounts BindingLog::restore(const std::vector<std::pair<uint32_t, LogRecor
         } else {
             // A parent that is gone, or whose pid now names another process, died meanwhile:
             // an empty handle with its pid.
-            auto parent = open_identified(r.parent_pid, r.parent_id);
+            // Processes are identified when the loop is next idle after the registration; for
+            // a record without their identity (a crash before that), the start time decides.
+            auto parent = open_identified(r.parent_pid, r.parent_id, r.created_ns);
             PidFd parent_fd = parent ? std::move(*parent) : PidFd(r.parent_pid, UniqueFd());
             Policy policy{r.signal, r.grace_ms};
             std::string comm = comm_of(r);
@@ -334,10 +356,14 @@ void BindingLog::binding_added(Binding &b) {
     if (i == Escalation::kNoSlot)
         return;
     Process &parent = *b.parent, &child = *b.child;
-    if (!parent.identity)
-        parent.identity = identity_of(parent.pidfd);
-    if (!child.identity)
-        child.identity = identity_of(child.pidfd);
+    // The record is durable at once; identities, an fstat each, are added when the loop is idle
+    // (identify), like the parent's name. A restore completes them as it goes.
+    if (hint_ != Escalation::kNoSlot) {
+        if (!child.identity)
+            child.identity = identity_of(child.pidfd);
+        if (!parent.identity)
+            parent.identity = identity_of(parent.pidfd);
+    }
     LogRecord r;
     r.parent_id = parent.identity;
     r.child_id = child.identity;
@@ -348,23 +374,47 @@ void BindingLog::binding_added(Binding &b) {
     r.uid = b.registrant.uid;
     r.registrant_pid = b.registrant.pid;
     r.flags = b.registrant.privileged ? LogRecord::kPrivileged : 0;
+    r.created_ns = boottime_ns();
     std::memcpy(r.parent_comm, parent.comm.data(), sizeof(r.parent_comm));
     commit(i, r, LogRecord::kBinding);
     b.slot = i;
+    if (owner_.size() <= i)
+        owner_.resize(size_t{i} + 1);
+    owner_[i] = &b;
+    if (!r.parent_id || !r.child_id)
+        unidentified_.push_back(i);
 }
 
 void BindingLog::binding_removed(Binding &b) {
     if (b.slot == Escalation::kNoSlot)
         return;
+    owner_[b.slot] = nullptr;
     release(b.slot);
     b.slot = Escalation::kNoSlot;
 }
 
-void BindingLog::parent_named(const Process &p) {
-    // The name is outside the checksum: a crash mid-copy tears a name, never a binding.
+void BindingLog::parent_named(Process &p) {
+    // Outside the checksum: a crash mid-copy tears a name, never a binding.
     for (const Binding *b = p.children; b; b = b->next_child)
         if (b->slot != Escalation::kNoSlot)
             std::memcpy(slot(b->slot).parent_comm, p.comm.data(), sizeof(LogRecord::parent_comm));
+}
+
+void BindingLog::identify() {
+    for (uint32_t i : unidentified_) {
+        const Binding *b = owner_[i];
+        if (!b)
+            continue; // ended meanwhile
+        for (Process *p : {b->parent, b->child})
+            if (!p->identity)
+                p->identity = identity_of(p->pidfd);
+        // Outside the checksum, each one aligned 8-byte store: never torn.
+        LogRecord &r = slot(i);
+        std::atomic_ref<uint64_t>(r.parent_id)
+            .store(b->parent->identity, std::memory_order_relaxed);
+        std::atomic_ref<uint64_t>(r.child_id).store(b->child->identity, std::memory_order_relaxed);
+    }
+    unidentified_.clear();
 }
 
 void BindingLog::escalation_added(Escalation &e, uint64_t deadline_ns) {

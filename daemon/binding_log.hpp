@@ -30,12 +30,15 @@ namespace orphand {
 //
 // A process is named by its pidfs inode number (Linux 6.9: unique for the boot) or, on older
 // kernels, by its start time in clock ticks (/proc/PID/stat): a pid alone could name another
-// process by the time the record is read. The header holds the boot id, so a file that
-// outlived a reboot is not believed.
+// process by the time the record is read. Identities cost an fstat each, so they are added when
+// the loop is next idle (identify); until then, a restore takes the process its pid names only
+// if it started no later than the registration (created_ns), which a process that took the pid
+// since cannot have done unless every pid was cycled through within one clock tick. The header
+// holds the boot id, so a file that outlived a reboot is not believed.
 struct LogRecord {
-    uint32_t state = 0;    // kFree, kBinding or kEscalation; written last
-    uint32_t checksum = 0; // over the rest of the record but `parent_comm`
-    uint64_t parent_id = 0;
+    uint32_t state = 0;     // kFree, kBinding or kEscalation; written last
+    uint32_t checksum = 0;  // over the rest of the record but the ids and `parent_comm`
+    uint64_t parent_id = 0; // 0 until the parent is identified (see BindingLog::parent_named)
     uint64_t child_id = 0;
     uint64_t deadline_ns = 0; // escalations: CLOCK_MONOTONIC
     int32_t parent_pid = 0;
@@ -47,7 +50,8 @@ struct LogRecord {
     uint32_t flags = 0; // kPrivileged
     uint32_t reserved0 = 0;
     char parent_comm[16] = {}; // for the log only; may be torn, so not checksummed
-    uint8_t reserved[16] = {};
+    uint64_t created_ns = 0;   // CLOCK_BOOTTIME at registration
+    uint8_t reserved[8] = {};
 
     static constexpr uint32_t kFree = 0;
     static constexpr uint32_t kBinding = 0x444e4942;    // "BIND"
@@ -79,9 +83,16 @@ class BindingLog final : public BindingStore {
 
     void binding_added(Binding &b) override;
     void binding_removed(Binding &b) override;
-    void parent_named(const Process &p) override;
+    void parent_named(Process &p) override;
     void escalation_added(Escalation &e, uint64_t deadline_ns) override;
     void escalation_removed(Escalation &e) override;
+
+    // Records whose processes are not identified yet: the loop calls identify() when it is
+    // idle, or when kMaxUnidentified wait.
+    bool has_unidentified() const { return !unidentified_.empty(); }
+    size_t unidentified() const { return unidentified_.size(); }
+    void identify();
+    static constexpr size_t kMaxUnidentified = 1024;
 
     const std::string &path() const { return path_; }
     uint32_t live() const { return live_; }
@@ -117,6 +128,8 @@ class BindingLog final : public BindingStore {
     uint32_t next_ = 0;                   // slots below this have been used
     std::vector<uint32_t> free_;          // the lowest slot last
     uint32_t hint_ = Escalation::kNoSlot; // during a restore: the slot the next record takes
+    std::vector<const Binding *> owner_;  // by slot: the binding a record is of, if any
+    std::vector<uint32_t> unidentified_;  // slots whose record lacks an identity
     uint32_t live_ = 0;
     uint64_t unrecorded_ = 0;
     LogLimiter warn_limiter_{5, 1};

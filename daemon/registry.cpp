@@ -87,7 +87,7 @@ void Registry::name_parents() {
         if (p && p->name_queued) {
             p->name_queued = false;
             read_comm(p);
-            if (store_ && p->comm[0] != '\0')
+            if (store_)
                 store_->parent_named(*p);
         }
     }

@@ -99,8 +99,9 @@ class BindingStore {
     virtual ~BindingStore() = default;
     virtual void binding_added(Binding &b) = 0;
     virtual void binding_removed(Binding &b) = 0;
-    // A parent's name became known: its bindings' records may carry it.
-    virtual void parent_named(const Process &p) = 0;
+    // A new parent's name has been read, when the loop was idle: its bindings' records may
+    // carry it.
+    virtual void parent_named(Process &p) = 0;
     // `deadline_ns` is on CLOCK_MONOTONIC, which is the same for every process of a boot.
     virtual void escalation_added(Escalation &e, uint64_t deadline_ns) = 0;
     virtual void escalation_removed(Escalation &e) = 0;

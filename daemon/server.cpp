@@ -338,8 +338,9 @@ int Server::run() {
     while (!stop_) {
         // Blocks when nothing is pending; polls while new parents wait to be named or STATUS=
         // is out of date, which is done as soon as the loop finds nothing else to do.
-        if (!dispatch(registry_->has_unnamed() || registry_->has_descriptions() || status_stale() ||
-                              !ready_.empty()
+        if (!dispatch(registry_->has_unnamed() || registry_->has_descriptions() ||
+                              (binding_log_ && binding_log_->has_unidentified()) ||
+                              status_stale() || !ready_.empty()
                           ? 0
                           : -1))
             return 1;
@@ -360,6 +361,8 @@ bool Server::dispatch(int timeout_ms) {
     }
     if (n == 0) {
         registry_->name_parents();
+        if (binding_log_)
+            binding_log_->identify();
         update_status();
     }
     // Deaths first: every child a death in this batch dooms is signalled before anything else
@@ -402,6 +405,10 @@ bool Server::dispatch(int timeout_ms) {
     // Kills are described a few at a time, between batches of events: a fan-out's journal
     // entries never hold up a later kill or a registration.
     registry_->describe(kDescribePerTurn);
+    // Processes are identified in the binding log when the loop is idle, or when a flood of
+    // registrations leaves it no idle turn for a while.
+    if (binding_log_ && binding_log_->unidentified() >= BindingLog::kMaxUnidentified)
+        binding_log_->identify();
     // Connections that yielded or had more to read than one turn's worth go on now, after
     // everyone else's events.
     if (!ready_.empty()) {

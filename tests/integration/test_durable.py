@@ -19,9 +19,10 @@ BINDING, ESCALATION = 0x444E4942, 0x4C494B53
 
 
 def checksum(rec):
-    """FNV-1a over a record, skipping state, checksum and the parent's name (daemon/binding_log)."""
+    """FNV-1a over a record, skipping state, checksum, the identities and the parent's name
+    (daemon/binding_log.cpp)."""
     h = 2166136261
-    for i in range(8, RECORD):
+    for i in range(24, RECORD):
         if 64 <= i < 80:
             continue
         h = ((h ^ rec[i]) * 16777619) & 0xFFFFFFFF
@@ -134,6 +135,48 @@ def test_identity(state):
                  "a record with a foreign child identity was restored")
         ot.check("1 ended meanwhile" in d2.read_log(), f"restore counts:\n{d2.read_log()}")
     print("identity: a mismatched child was not signalled; a mismatched parent counted as dead")
+
+
+def test_unidentified(state):
+    """Records written before their processes were identified (a crash right after the
+    registration) take the process at a pid only if it started before the registration."""
+    d = ot.Daemon("--state-dir", state).start()
+    p1, p1_fd = it.sleeper("dur-parent1")
+    c1, c1_fd = it.sleeper("dur-child1")
+    p2, p2_fd = it.sleeper("dur-parent2")
+    c2, c2_fd = it.sleeper("dur-child2")
+    p3, p3_fd = it.sleeper("dur-parent3")
+    c3, c3_fd = it.sleeper("dur-child3")
+    for p, c in ((p1, c1), (p2, c2), (p3, c3)):
+        register_all(d, p, [c])
+    crash(d)
+    path = os.path.join(state, "bindings")
+    for off, _, child, rec in records(path):
+        struct.pack_into("<QQ", rec, 8, 0, 0)  # neither process identified yet
+        if child == c2.pid:  # p2 started after the registration: not the registered parent
+            struct.pack_into("<QQ", rec, 8, 0, os.fstat(c2_fd).st_ino)
+            struct.pack_into("<Q", rec, 80, 1)
+        if child == c3.pid:  # c3 started after the registration: not the registered child
+            struct.pack_into("<QQ", rec, 8, os.fstat(p3_fd).st_ino, 0)
+            struct.pack_into("<Q", rec, 80, 1)
+        rewrite(path, off, rec)
+    with ot.Daemon("--state-dir", state) as d2:
+        it.expect_dead(d2, c2, c2_fd, "the child of a parent that started after the registration",
+                       sig=signal.SIGTERM)
+        it.wait_bound(d2, p1.pid, c1.pid)
+        ot.check(not any(b["child"] == c3.pid for b in d2.bindings()),
+                 "a child that started after its registration was restored")
+        signal.pidfd_send_signal(p1_fd, signal.SIGKILL)
+        it.expect_dead(d2, c1, c1_fd, "the child of a parent that started before the "
+                       "registration", sig=signal.SIGTERM)
+        signal.pidfd_send_signal(p3_fd, signal.SIGKILL)
+        p3.wait()
+        time.sleep(0.3)
+        it.expect_alive(c3, c3_fd, "a process that started after the registration of its pid")
+    for p, fd in ((p2, p2_fd), (c3, c3_fd)):
+        signal.pidfd_send_signal(fd, signal.SIGKILL)
+        p.wait()
+    print("unidentified records: processes taken by start time against the registration time")
 
 
 def test_damaged_and_torn(state):
@@ -280,7 +323,7 @@ def test_clean_stop(state):
 
 def main():
     for test in (test_crash_at_once, test_parent_died_while_down, test_identity,
-                 test_damaged_and_torn, test_foreign_files, test_full_file_system,
+                 test_unidentified, test_damaged_and_torn, test_foreign_files, test_full_file_system,
                  test_escalation, test_clean_stop):
         state = tempfile.mkdtemp(prefix="orphand-state-")
         try:
