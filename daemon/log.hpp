@@ -38,9 +38,15 @@ struct LogField {
 };
 
 // Writes one entry. `message_id` may be null. Fields go to the journal only; the text is the
-// same on both targets.
+// same on both targets. Never waits for the journal (or a socket on stderr): an entry it does
+// not take at once is dropped and counted, and the next entry it takes is preceded by a warning
+// that gives the count (field ORPHAND_DROPPED). A terminal, pipe or file on stderr is written
+// to with a blocking write.
 void log_entry(int priority, const char *message_id, std::string_view text,
                std::initializer_list<LogField> fields = {});
+
+// Entries dropped since start because the journal or stderr's socket did not take them.
+uint64_t log_dropped_total();
 
 template <typename... Args>
 void log_fmt(int priority, fmt::format_string<Args...> format, Args &&...args) {
