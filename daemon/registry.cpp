@@ -277,6 +277,13 @@ void Registry::destroy(Process *p, PidFd *keep) {
     else
         std::erase(detached_, p);
     p->destroyed = true;
+    // Signalled in this batch but destroyed before its own exit was handled (its bindings were
+    // removed meanwhile): its kills' descriptions keep the pidfd.
+    if (auto it = dying_.find(p); it != dying_.end()) {
+        if (!keep && !it->second->pidfd.valid())
+            keep = &it->second->pidfd;
+        dying_.erase(it);
+    }
     if (keep)
         *keep = std::move(p->pidfd);
     p->pidfd.unique_fd().reset();
@@ -330,9 +337,9 @@ void Registry::process_exited(Process *p) {
 void Registry::kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
                     Notice notice, const std::shared_ptr<DeadParent> &parent) {
     // A child already signalled for another binding gets this one's signal too: no binding,
-    // whoever made it, is weakened by another's policy.
-    if (child->pidfd.exited())
-        return; // its own exit event retires it
+    // whoever made it, is weakened by another's policy. A child that has exited but is not yet
+    // reaped takes the signal as a no-op (its own exit event then retires it and cancels any
+    // escalation): asking first would cost every kill a system call.
     KillNote note;
     note.notice = notice;
     note.signal = policy.signal;

@@ -561,11 +561,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ::close(client);
     check_replies(plan, replies);
 
-    // Fds it took are closed on the FdCloser's workers.
+    // Fds it took are closed on the FdCloser's workers; kills keep their processes' pidfds until
+    // they are described, a few per turn.
     deadline = now_ns() + kSettleNs;
-    while (g_server->pending_closes() > 0) {
+    while (g_server->pending_closes() > 0 || g_server->registry().has_descriptions()) {
         if (now_ns() > deadline)
-            fail("fds left with the FdCloser are never closed");
+            fail("fds left with the FdCloser, or kills never described");
         if (!g_server->dispatch(1))
             std::abort();
     }
