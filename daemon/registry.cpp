@@ -279,10 +279,12 @@ void Registry::destroy(Process *p, PidFd *keep) {
     p->destroyed = true;
     // Signalled in this batch but destroyed before its own exit was handled (its bindings were
     // removed meanwhile): its kills' descriptions keep the pidfd.
+    std::shared_ptr<DeadParent> dead;
     if (auto it = dying_.find(p); it != dying_.end()) {
-        if (!keep && !it->second->pidfd.valid())
-            keep = &it->second->pidfd;
+        dead = std::move(it->second);
         dying_.erase(it);
+        if (!keep && dead.use_count() > 1)
+            keep = &dead->pidfd;
     }
     if (keep)
         *keep = std::move(p->pidfd);
