@@ -3,6 +3,7 @@
 #include "binding_log.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -184,6 +185,15 @@ std::unique_ptr<BindingLog> BindingLog::start(const std::string &dir, Registry &
         return unusable("fstat", errno);
     if (!S_ISREG(st.st_mode))
         return unusable(fmt::format("{} is not a regular file", kFileName), EINVAL);
+    // Records say whose authority a kill has: only a file that no one else could have written
+    // is believed.
+    if (st.st_uid != ::geteuid() || (st.st_mode & 022) != 0)
+        return unusable(fmt::format("{} belongs to uid {} with mode {:o}, not to orphand alone",
+                                    kFileName, st.st_uid, st.st_mode & 07777),
+                        EPERM);
+    // One orphand per state directory: a second one's records would overwrite the first's.
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0)
+        return unusable(errno == EWOULDBLOCK ? "another orphand is using it" : "flock", errno);
     Header h{};
     bool have = st.st_size >= static_cast<off_t>(2 * sizeof(LogRecord)) &&
                 ::pread(fd.get(), &h, sizeof(h), 0) == static_cast<ssize_t>(sizeof(h));
@@ -214,7 +224,12 @@ std::unique_ptr<BindingLog> BindingLog::start(const std::string &dir, Registry &
 
     // Restored in place: each binding gets its own slot back, so that a crash during the restore
     // leaves every record either as it was or rewritten the same.
-    log->capacity_ = static_cast<uint32_t>(static_cast<size_t>(st.st_size) / sizeof(LogRecord)) - 1;
+    size_t bytes = std::min(static_cast<size_t>(st.st_size), kReserve);
+    if (static_cast<size_t>(st.st_size) > kReserve)
+        log_fmt(LOG_WARNING,
+                "{} is larger than orphand ever makes it: records past {} MiB are ignored",
+                quoted(log->path_), kReserve >> 20);
+    log->capacity_ = static_cast<uint32_t>(bytes / sizeof(LogRecord)) - 1;
     std::vector<std::pair<uint32_t, LogRecord>> records;
     uint32_t damaged = 0;
     for (uint32_t i = 0; i < log->capacity_; ++i) {
@@ -231,7 +246,7 @@ std::unique_ptr<BindingLog> BindingLog::start(const std::string &dir, Registry &
     }
     registry.set_store(log.get());
     RestoreCounts counts = log->restore(records, registry);
-    counts.invalid = damaged;
+    counts.invalid += damaged;
     log->settle();
     log_fmt(LOG_INFO,
             "restored {} bindings from {} ({} parents died while orphand was not running, their "
@@ -239,6 +254,11 @@ std::unique_ptr<BindingLog> BindingLog::start(const std::string &dir, Registry &
             "dropped)",
             counts.restored, quoted(log->path_), counts.parent_dead, counts.escalations,
             counts.gone, counts.invalid);
+    if (counts.kept)
+        log_fmt(LOG_WARNING,
+                "{} records of {} could not be restored for want of file descriptors (raise "
+                "LimitNOFILE=); they are kept for the next start but not enforced now",
+                counts.kept, quoted(log->path_));
     return log;
 }
 
@@ -267,37 +287,56 @@ void BindingLog::settle() {
 RestoreCounts BindingLog::restore(const std::vector<std::pair<uint32_t, LogRecord>> &records,
                                   Registry &registry) {
     RestoreCounts counts;
+    static const pid_t self = ::getpid();
+    // What cannot be done for want of fds (EMFILE, ENFILE, ENOMEM) is neither enforced nor
+    // given up: the record stays for the next start.
+    auto short_of_fds = [](int err) { return err == -EMFILE || err == -ENFILE || err == -ENOMEM; };
     for (const auto &[i, r] : records) {
         hint_ = i;
+        bool keep = false;
         Registrant who{r.uid, r.registrant_pid, (r.flags & LogRecord::kPrivileged) != 0};
         auto child = open_identified(r.child_pid, r.child_id, r.created_ns);
         if (!child) {
-            ++counts.gone; // exited while orphand was down: nothing to enforce
+            keep = short_of_fds(child.code());
+            ++(keep ? counts.kept : counts.gone); // else exited while orphand was down
+        } else if (r.child_pid == 1 || r.child_pid == self || is_kernel_thread(r.child_pid)) {
+            ++counts.invalid; // never a target, whatever a record says
         } else if (r.state == LogRecord::kEscalation) {
             registry.restore_escalation(std::move(*child), r.deadline_ns, who);
             ++counts.escalations;
         } else {
             // A parent that is gone, or whose pid now names another process, died meanwhile:
-            // an empty handle with its pid.
-            // Processes are identified when the loop is next idle after the registration; for
-            // a record without their identity (a crash before that), the start time decides.
+            // an empty handle with its pid. Processes are identified when the loop is next idle
+            // after the registration; for a record without their identity (a crash before
+            // that), the start time decides.
             auto parent = open_identified(r.parent_pid, r.parent_id, r.created_ns);
-            PidFd parent_fd = parent ? std::move(*parent) : PidFd(r.parent_pid, UniqueFd());
-            Policy policy{r.signal, r.grace_ms};
-            std::string comm = comm_of(r);
-            Verdict v =
-                registry.add(std::move(parent_fd), std::move(*child), policy, who, comm.c_str());
-            if (v.reason == proto::kOk)
-                ++counts.restored;
-            else if (v.reason == proto::kParentAlreadyDead)
-                ++counts.parent_dead;
-            else
-                ++counts.gone;
+            if (!parent && short_of_fds(parent.code())) {
+                keep = true;
+                ++counts.kept;
+            } else {
+                PidFd parent_fd = parent ? std::move(*parent) : PidFd(r.parent_pid, UniqueFd());
+                Policy policy{r.signal, r.grace_ms};
+                std::string comm = comm_of(r);
+                Verdict v = registry.add(std::move(parent_fd), std::move(*child), policy, who,
+                                         comm.c_str());
+                if (v.reason == proto::kOk)
+                    ++counts.restored;
+                else if (v.reason == proto::kParentAlreadyDead)
+                    ++counts.parent_dead;
+                else if ((keep = v.reason == proto::kOutOfFds))
+                    ++counts.kept;
+                else
+                    ++counts.gone;
+            }
         }
         // Its slot was not taken again: nothing of it is left to enforce.
-        if (hint_ != Escalation::kNoSlot)
+        if (hint_ != Escalation::kNoSlot && !keep)
             state_of(slot(i)).store(LogRecord::kFree, std::memory_order_release);
         hint_ = Escalation::kNoSlot;
+        // Each kill keeps a pidfd until it is described: many parents that died meanwhile
+        // must not use up the fds the rest of the restore needs.
+        if (registry.descriptions() >= kDescribeDuringRestore)
+            registry.describe(kDescribeDuringRestore);
     }
     return counts;
 }
@@ -330,7 +369,10 @@ uint32_t BindingLog::allocate() {
 void BindingLog::commit(uint32_t i, LogRecord &r, uint32_t state) {
     r.checksum = checksum(r);
     LogRecord &dst = slot(i);
-    std::memcpy(static_cast<void *>(&dst), &r, sizeof(r));
+    // All but the state word: a restore rewrites a live record in place, which must never look
+    // free, even for a moment.
+    std::memcpy(reinterpret_cast<char *>(&dst) + sizeof(r.state),
+                reinterpret_cast<const char *>(&r) + sizeof(r.state), sizeof(r) - sizeof(r.state));
     // The record is whole before its state says it is live.
     state_of(dst).store(state, std::memory_order_release);
     ++live_;

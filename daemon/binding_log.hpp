@@ -66,7 +66,8 @@ struct RestoreCounts {
     uint32_t parent_dead = 0; // the parent died while orphand was down: child killed at once
     uint32_t escalations = 0; // pending SIGKILLs re-armed
     uint32_t gone = 0;        // the child exited meanwhile, or the record was a duplicate
-    uint32_t invalid = 0;     // damaged records: dropped
+    uint32_t invalid = 0;     // damaged records, or naming a process never signalled: dropped
+    uint32_t kept = 0;        // not restored for want of fds: kept for the next start
 };
 
 class BindingLog final : public BindingStore {
@@ -93,6 +94,8 @@ class BindingLog final : public BindingStore {
     size_t unidentified() const { return unidentified_.size(); }
     void identify();
     static constexpr size_t kMaxUnidentified = 1024;
+    // Kills of a restore are described once this many wait (each holds a pidfd).
+    static constexpr size_t kDescribeDuringRestore = 256;
 
     const std::string &path() const { return path_; }
     uint32_t live() const { return live_; }

@@ -90,8 +90,13 @@ void *FdCloser::worker_main(void *arg) {
 
 FdCloser::~FdCloser() {
     std::unique_lock lock(state_->mutex);
-    if (state_->workers > 0)
-        return; // a worker still blocked in close() keeps the state until process exit
+    if (state_->workers > 0) {
+        // A worker still blocked in close() keeps the state until process exit; it stays
+        // reachable from here, as memory kept on purpose rather than lost.
+        [[maybe_unused]] static State *volatile abandoned;
+        abandoned = state_;
+        return;
+    }
     // Fds still queued (no thread could be started for them) are left to process exit: nothing
     // may block the way out.
     lock.unlock();

@@ -521,6 +521,34 @@ void Registry::rearm() {
         armed_ns_ = next;
 }
 
+void Registry::escalate(Process *p, const Escalation &e) {
+    if (p->pidfd.exited())
+        return; // its own exit event retires it
+    KillNote note;
+    note.child_pid = p->pid();
+    note.pending = p;
+    note.who = e.registrant;
+    note.signal = SIGKILL;
+    if (!e.registrant.privileged) {
+        auto creds = p->pidfd.creds();
+        if (!creds)
+            return; // gone meanwhile
+        if (!may_signal(e.registrant, *creds)) {
+            note.notice = Notice::EscalationRefused;
+            note.child_ruid = creds->ruid;
+            notes_.push_back(std::move(note));
+            ++unpinned_;
+            return;
+        }
+    }
+    if (p->pidfd.send_signal(SIGKILL) == 0) {
+        note.notice = Notice::Escalated;
+        notes_.push_back(std::move(note));
+        ++unpinned_;
+        cancel(p); // any later escalation of it has nothing left to do
+    }
+}
+
 void Registry::timer_fired() {
     uint64_t expirations;
     (void)!::read(timer_fd_.get(), &expirations, sizeof(expirations));
@@ -542,33 +570,11 @@ void Registry::timer_fired() {
         deadlines_.erase(due);
         p->escalating = escalations_.count(p) > 0;
         touched.push_back(p);
+        // Its record goes only once the SIGKILL is out (or not due): a crash before that must
+        // leave the escalation to the next orphand.
+        escalate(p, e);
         if (store_)
             store_->escalation_removed(e);
-        if (p->pidfd.exited())
-            continue;
-        KillNote note;
-        note.child_pid = p->pid();
-        note.pending = p;
-        note.who = e.registrant;
-        note.signal = SIGKILL;
-        if (!e.registrant.privileged) {
-            auto creds = p->pidfd.creds();
-            if (!creds)
-                continue;
-            if (!may_signal(e.registrant, *creds)) {
-                note.notice = Notice::EscalationRefused;
-                note.child_ruid = creds->ruid;
-                notes_.push_back(std::move(note));
-                ++unpinned_;
-                continue;
-            }
-        }
-        if (p->pidfd.send_signal(SIGKILL) == 0) {
-            note.notice = Notice::Escalated;
-            notes_.push_back(std::move(note));
-            ++unpinned_;
-            cancel(p); // any later escalation of it has nothing left to do
-        }
     }
     after_kills();
     for (Process *p : touched)

@@ -160,6 +160,7 @@ class Registry {
     // Kills are described (read from /proc, logged) after every kill of the batch is out, a
     // few at a time, so that descriptions never hold up a kill or a registration.
     bool has_descriptions() const { return !notes_.empty(); }
+    size_t descriptions() const { return notes_.size(); }
     void describe(size_t max);
     // Re-arms an escalation restored at start-up: SIGKILL for `child` at `deadline_ns` unless
     // it has exited by then.
@@ -228,6 +229,8 @@ class Registry {
     void kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
               Notice notice, const std::shared_ptr<DeadParent> &parent);
     void describe_one(KillNote &note);
+    // Sends the SIGKILL of escalation `e` to `p`, if it is still allowed, and notes it.
+    void escalate(Process *p, const Escalation &e);
     void schedule(Process *p, uint64_t deadline_ns, const Registrant &who);
     void cancel(Process *p);
     void rearm();

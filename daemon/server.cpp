@@ -346,6 +346,8 @@ int Server::run() {
             return 1;
     }
     sd_notify(0, "STOPPING=1");
+    // Every kill already sent is logged before orphand goes.
+    registry_->describe(SIZE_MAX);
     log_fmt(LOG_INFO, "stopping; {} bindings were live", registry_->stats().bindings);
     return 0;
 }

@@ -236,6 +236,20 @@ def test_foreign_files(state):
         register_all(d3, parent, [child])
         signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
         it.expect_dead(d3, child, child_fd, "a child bound without a state directory")
+    # Two daemons on one directory would overwrite each other's records: the second has none.
+    with ot.Daemon("--state-dir", state) as first:
+        with ot.Daemon("--state-dir", state) as second:
+            ot.check(second.wait_log("another orphand is using it"), second.read_log())
+        ot.check(first.alive(), "the first daemon died")
+    # A file another user could have written is not believed: records carry authority.
+    os.chown(path, 65534, 65534)
+    with ot.Daemon("--state-dir", state) as d5:
+        ot.check(d5.wait_log("not to orphand alone"), d5.read_log())
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o622)
+    with ot.Daemon("--state-dir", state) as d6:
+        ot.check(d6.wait_log("not to orphand alone"), d6.read_log())
+    os.unlink(path)
     ro = os.path.join(state, "ro")
     os.mkdir(ro)
     os.chmod(ro, 0o500)
@@ -252,8 +266,9 @@ def test_foreign_files(state):
             it.expect_dead(d4, child, child_fd, "a child bound with a read-only state directory")
     finally:
         subprocess.run(["umount", ro], check=False)
-    print("another version's file, a foreign file, a missing and a read-only directory: "
-          "orphand ran and killed without durability")
+    print("another version's file, a foreign file, one in use by another orphand or writable "
+          "by others, a missing and a read-only directory: orphand ran and killed without "
+          "durability")
 
 
 def test_full_file_system(state):
@@ -321,10 +336,26 @@ def test_clean_stop(state):
     print("SIGTERM and start: the binding was restored")
 
 
+def test_stop_logs_every_kill(state):
+    """Kills are described after they are sent; a stop right after a fan-out still logs each."""
+    n = 200
+    d = ot.Daemon("--state-dir", state).start()
+    parent, parent_fd = it.sleeper("dur-parent")
+    kids = [it.sleeper("dur-child") for _ in range(n)]
+    register_all(d, parent, [k for k, _ in kids])
+    signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+    for k, kfd in kids:  # the last kill is out once its child is dead
+        ot.check(ot.wait_pidfd(kfd), f"child {k.pid} survived its parent")
+    d.stop()
+    lines = [l for l in d.final_log.splitlines() if "killed dur-child[" in l]
+    ot.check(len(lines) == n, f"{len(lines)} of {n} kills logged before the stop")
+    print(f"a stop right after a fan-out of {n}: {len(lines)} kills logged")
+
+
 def main():
     for test in (test_crash_at_once, test_parent_died_while_down, test_identity,
                  test_unidentified, test_damaged_and_torn, test_foreign_files, test_full_file_system,
-                 test_escalation, test_clean_stop):
+                 test_escalation, test_clean_stop, test_stop_logs_every_kill):
         state = tempfile.mkdtemp(prefix="orphand-state-")
         try:
             test(state)
