@@ -162,6 +162,39 @@ inline void read_all(int fd, void *data, size_t size) {
     }
 }
 
+// Sends `size` bytes with `nfds` (at most 8) fds attached (SCM_RIGHTS), all in one message.
+inline void send_with_fds(int sock, const void *data, size_t size, const int *fds, size_t nfds) {
+    if (nfds > 8)
+        die("send_with_fds: %zu fds", nfds);
+    struct iovec iov = {const_cast<void *>(data), size};
+    union {
+        struct cmsghdr align;
+        char data[CMSG_SPACE(8 * sizeof(int))];
+    } control{};
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data;
+    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+    std::memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
+    while (::sendmsg(sock, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(size))
+        if (errno != EINTR)
+            die("sendmsg: %s", std::strerror(errno));
+}
+
+// Sends a legacy PING and waits for its echo: every record sent before it has been handled.
+inline void ping_barrier(int fd) {
+    proto::Record ping{0x600d, 0xf00d, proto::kPing}, echo{};
+    write_all(fd, &ping, sizeof(ping));
+    read_all(fd, &echo, sizeof(echo));
+    if (std::memcmp(&ping, &echo, sizeof(ping)) != 0)
+        die("bad PING echo");
+}
+
 // Percentiles (nearest rank) of a sample set.
 struct Summary {
     size_t n = 0;

@@ -35,14 +35,6 @@ uint64_t cpu_ns(pid_t pid) {
     return ns;
 }
 
-void ping_barrier(int fd) {
-    proto::Record ping{0x600d, 0xf00d, proto::kPing}, echo{};
-    write_all(fd, &ping, sizeof(ping));
-    read_all(fd, &echo, sizeof(echo));
-    if (std::memcmp(&ping, &echo, sizeof(ping)) != 0)
-        die("bad PING echo");
-}
-
 // Registers `pairs` (parent, child) as legacy records over one connection, then waits until the
 // daemon has handled them all.
 void register_pairs(const Daemon &d, const std::vector<std::pair<pid_t, pid_t>> &pairs) {

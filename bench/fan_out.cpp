@@ -259,25 +259,8 @@ void register_family(Client &client, const Family &f) {
             proto::Request q = Client::request(proto::kRegister, static_cast<uint32_t>(f.parent()),
                                                static_cast<uint32_t>(f.child(i + j)));
             q.seq = static_cast<uint32_t>(i + j + 1);
-            struct iovec iov = {&q, sizeof(q)};
-            union {
-                struct cmsghdr align;
-                char data[CMSG_SPACE(2 * sizeof(int))];
-            } control{};
-            struct msghdr msg {};
-            msg.msg_iov = &iov;
-            msg.msg_iovlen = 1;
-            msg.msg_control = control.data;
-            msg.msg_controllen = sizeof(control.data);
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
             int fds[2] = {f.child_fd(i + j), f.parent_fd()}; // the child's first
-            std::memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-            while (::sendmsg(client.fd(), &msg, MSG_NOSIGNAL) != sizeof(q))
-                if (errno != EINTR)
-                    die("sendmsg: %s", std::strerror(errno));
+            send_with_fds(client.fd(), &q, sizeof(q), fds, 2);
         }
         read_all(client.fd(), replies.data(), batch * sizeof(proto::Reply));
         for (size_t j = 0; j < batch; ++j) {

@@ -23,15 +23,6 @@ proto::Record record(pid_t parent, pid_t child) {
     return {static_cast<uint32_t>(parent), static_cast<uint32_t>(child), proto::kRegister};
 }
 
-// Sends a legacy PING and waits for its echo: every record sent before it has been handled.
-void ping_barrier(int fd) {
-    proto::Record ping{0x600d, 0xf00d, proto::kPing}, echo{};
-    write_all(fd, &ping, sizeof(ping));
-    read_all(fd, &echo, sizeof(echo));
-    if (std::memcmp(&ping, &echo, sizeof(ping)) != 0)
-        die("bad PING echo");
-}
-
 void expect_bindings(Client &c, size_t n, const char *mode) {
     proto::StatusInfo s = c.status();
     if (s.bindings != n)
@@ -84,25 +75,8 @@ double with_pidfds(const std::string &daemon_bin, const Pool &pool, const std::v
     uint64_t t0 = now_ns();
     for (size_t i = 0; i < n; ++i) {
         proto::Record r = record(pool[2 * i], pool[2 * i + 1]);
-        struct iovec iov = {&r, sizeof(r)};
-        union {
-            struct cmsghdr align;
-            char data[CMSG_SPACE(2 * sizeof(int))];
-        } control{};
-        struct msghdr msg {};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.data;
-        msg.msg_controllen = sizeof(control.data);
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
         int pair[2] = {pidfds[2 * i + 1], pidfds[2 * i]}; // the child's first, then the parent's
-        std::memcpy(CMSG_DATA(cm), pair, sizeof(pair));
-        while (::sendmsg(fd.get(), &msg, MSG_NOSIGNAL) != sizeof(r))
-            if (errno != EINTR)
-                die("sendmsg: %s", std::strerror(errno));
+        send_with_fds(fd.get(), &r, sizeof(r), pair, 2);
     }
     ping_barrier(fd.get());
     uint64_t t1 = now_ns();

@@ -58,6 +58,15 @@ def crash(d):
     return log
 
 
+def expect_enforced(d, what):
+    """A new binding of `d` kills its child when its parent dies."""
+    parent, parent_fd = it.sleeper("dur-parent")
+    child, child_fd = it.sleeper("dur-child")
+    register_all(d, parent, [child])
+    signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+    it.expect_dead(d, child, child_fd, what)
+
+
 def register_all(d, parent, children, **kw):
     with d.client() as c:
         for ch in children:
@@ -218,11 +227,7 @@ def test_foreign_files(state):
         f.write(struct.pack("<I", 99))
     with ot.Daemon("--state-dir", state) as d2:
         ot.check(d2.wait_log("written by another version of orphand"), d2.read_log())
-        parent, parent_fd = it.sleeper("dur-parent")
-        child, child_fd = it.sleeper("dur-child")
-        register_all(d2, parent, [child])
-        signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
-        it.expect_dead(d2, child, child_fd, "a child bound after a foreign file was replaced")
+        expect_enforced(d2, "a child bound after a foreign file was replaced")
     # Not a binding log at all, and a directory that does not exist or cannot be written.
     with open(path, "wb") as f:
         f.write(b"not a binding log\n" * 100)
@@ -231,11 +236,7 @@ def test_foreign_files(state):
     missing = os.path.join(state, "missing")
     with ot.Daemon("--state-dir", missing) as d3:
         ot.check(d3.wait_log("cannot use the state directory"), d3.read_log())
-        parent, parent_fd = it.sleeper("dur-parent")
-        child, child_fd = it.sleeper("dur-child")
-        register_all(d3, parent, [child])
-        signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
-        it.expect_dead(d3, child, child_fd, "a child bound without a state directory")
+        expect_enforced(d3, "a child bound without a state directory")
     # Two daemons on one directory would overwrite each other's records: the second has none.
     with ot.Daemon("--state-dir", state) as first:
         with ot.Daemon("--state-dir", state) as second:
@@ -259,11 +260,7 @@ def test_foreign_files(state):
     try:
         with ot.Daemon("--state-dir", ro) as d4:
             ot.check(d4.wait_log("cannot use the state directory"), d4.read_log())
-            parent, parent_fd = it.sleeper("dur-parent")
-            child, child_fd = it.sleeper("dur-child")
-            register_all(d4, parent, [child])
-            signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
-            it.expect_dead(d4, child, child_fd, "a child bound with a read-only state directory")
+            expect_enforced(d4, "a child bound with a read-only state directory")
     finally:
         subprocess.run(["umount", ro], check=False)
     print("another version's file, a foreign file, one in use by another orphand or writable "
