@@ -3,9 +3,11 @@
 age; a process whose identity does not match its record is never signalled; damaged, foreign
 and missing files, and a full file system, cost durability at most, never enforcement."""
 
+import fcntl
 import os
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import tempfile
@@ -349,10 +351,50 @@ def test_stop_logs_every_kill(state):
     print(f"a stop right after a fan-out of {n}: {len(lines)} kills logged")
 
 
+def test_old_fd_store(state):
+    """Entries an older orphand left in systemd's fd store are removed from it, with a warning,
+    so that systemd stops passing them (their names once outgrew the environment)."""
+    d = ot.Daemon()
+    lsock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    lsock.bind(d.socket)
+    lsock.listen(16)
+    notify_path = os.path.join(d.dir, "notify")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    holder, holder_fd = it.sleeper("dur-stored")
+    # Moved to 3 and 4 from numbers clear of them.
+    a, b = (fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in (lsock.fileno(), holder_fd))
+    script = f'exec 3<&{a} 4<&{b}; exec {a}<&- {b}<&-; export LISTEN_PID=$$; exec "$0" "$@"'
+    env = dict(d.env, LISTEN_FDS="2",
+               LISTEN_FDNAMES="orphand:b-left-by-an-older-orphand", NOTIFY_SOCKET=notify_path)
+    d.log = open(d.log_path, "ab")
+    d.proc, d.pidfd = ot.spawn(["bash", "-c", script, ot.DAEMON, "--log-target=stderr",
+                                "--no-state"], stdout=d.log, stderr=d.log, env=env,
+                               pass_fds=(a, b))
+    try:
+        ot.check(d.wait_log("dropped 1 fds (1 entries) of systemd's fd store left by an older "
+                            "orphand"), d.read_log())
+        notify.settimeout(ot.TIMEOUT)
+        messages = []
+        while not any("FDSTOREREMOVE=1" in m for m in messages):
+            messages.append(notify.recv(4096).decode())
+        removal = next(m for m in messages if "FDSTOREREMOVE=1" in m)
+        ot.check("FDNAME=b-left-by-an-older-orphand" in removal, f"removal: {removal!r}")
+        ot.check(d.ping(), "orphand does not answer on the passed socket")
+    finally:
+        d.stop()
+        for fd in (a, b):
+            os.close(fd)
+        lsock.close()
+        notify.close()
+    print(f"an older orphand's fd store entry: removed ({removal.strip()!r})")
+
+
 def main():
     for test in (test_crash_at_once, test_parent_died_while_down, test_identity,
                  test_unidentified, test_damaged_and_torn, test_foreign_files, test_full_file_system,
-                 test_escalation, test_clean_stop, test_stop_logs_every_kill):
+                 test_escalation, test_clean_stop, test_stop_logs_every_kill,
+                 test_old_fd_store):
         state = tempfile.mkdtemp(prefix="orphand-state-")
         try:
             test(state)
