@@ -94,6 +94,19 @@ void Registry::name_parents() {
     unnamed_.clear();
 }
 
+void Registry::name_children() {
+    uint64_t now = monotonic_ns();
+    while (!unnamed_children_.empty() && unnamed_children_.front().first <= now) {
+        // The pid may name a newer process by now: only a queued one is read.
+        Process *p = processes_.find(unnamed_children_.front().second);
+        unnamed_children_.pop_front();
+        if (p && p->child_name_queued) {
+            p->child_name_queued = false;
+            read_comm(p);
+        }
+    }
+}
+
 void Registry::read_comm(Process *p) {
     if (p->comm[0] != '\0')
         return;
@@ -144,6 +157,7 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
     // listed.
     if (restored_parent_comm && parent->comm[0] == '\0')
         std::strncpy(parent->comm.data(), restored_parent_comm, parent->comm.size() - 1);
+    parent->was_parent = true;
     if (parent->comm[0] == '\0' && !parent->name_queued) {
         parent->name_queued = true;
         unnamed_.push_back(parent->pid());
@@ -152,6 +166,12 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
     if (!child) {
         release_if_idle(parent);
         return v;
+    }
+    if (child->comm[0] == '\0' && !child->child_name_queued) {
+        child->child_name_queued = true;
+        unnamed_children_.emplace_back(monotonic_ns() + kChildNameAfterNs, child->pid());
+        if (unnamed_children_.size() == 1)
+            rearm();
     }
     for (Binding *b = child->parents; b; b = b->next_parent)
         if (b->parent == parent && b->registrant.uid == who.uid)
@@ -249,8 +269,7 @@ void Registry::retire(Binding *b) {
 void Registry::release_if_idle(Process *p) {
     if (p->children || p->parents || p->escalating)
         return;
-    bool was_parent = p->comm[0] != '\0' || p->name_queued;
-    if (!was_parent || p->lingering) {
+    if (!p->was_parent || p->lingering) {
         destroy(p);
         return;
     }
@@ -299,11 +318,18 @@ void Registry::signal_children(Process *p) {
     if (!p->children)
         return;
     uint64_t death_ns = monotonic_ns();
+    // The signals first, back to back: what each kill leaves to note and schedule waits until
+    // every child has its signal.
+    sent_.clear();
+    sent_.reserve(p->n_children);
+    for (Binding *b = p->children; b; b = b->next_child)
+        sent_.push_back(send(b->child, b->policy, b->registrant, death_ns));
     auto dead = std::make_shared<DeadParent>();
     dead->pid = p->pid();
     dead->comm = p->comm;
-    for (Binding *b = p->children; b; b = b->next_child)
-        kill(b->child, b->policy, b->registrant, death_ns, Notice::Watched, dead);
+    size_t i = 0;
+    for (Binding *b = p->children; b; b = b->next_child, ++i)
+        note(sent_[i], b->child, b->policy, b->registrant, Notice::Watched, dead);
     dying_.emplace(p, std::move(dead));
 }
 
@@ -336,49 +362,67 @@ void Registry::process_exited(Process *p) {
     destroy(p, dead ? &dead->pidfd : nullptr);
 }
 
-void Registry::kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
-                    Notice notice, const std::shared_ptr<DeadParent> &parent) {
+Registry::Sent Registry::send(Process *child, const Policy &policy, const Registrant &who,
+                              uint64_t death_ns) {
     // A child already signalled for another binding gets this one's signal too: no binding,
     // whoever made it, is weakened by another's policy. A child that has exited but is not yet
     // reaped takes the signal as a no-op (its own exit event then retires it and cancels any
     // escalation): asking first would cost every kill a system call.
-    KillNote note;
-    note.notice = notice;
-    note.signal = policy.signal;
-    note.child_pid = child->pid();
-    note.pending = child;
-    note.who = who;
-    note.parent = parent;
+    Sent s;
     if (!who.privileged) {
         // Checked again now: the child may have changed its credentials since registration.
         auto creds = child->pidfd.creds();
         if (!creds)
-            return; // gone meanwhile
+            return s; // gone meanwhile
         if (!may_signal(who, *creds)) {
-            note.notice = Notice::Refused;
-            note.child_ruid = creds->ruid;
-            notes_.push_back(std::move(note));
-            ++unpinned_;
-            return;
+            s.outcome = Sent::Refused;
+            s.child_ruid = creds->ruid;
+            return s;
         }
     }
-    int r = child->pidfd.send_signal(policy.signal);
-    if (r < 0)
-        return; // -ESRCH: reaped meanwhile
-    note.latency_us = (monotonic_ns() - death_ns) / 1000;
-    ++kills_;
-    ++kills_per_uid_[who.uid];
+    if (child->pidfd.send_signal(policy.signal) < 0)
+        return s; // -ESRCH: reaped meanwhile
+    s.outcome = Sent::Signalled;
+    s.latency_us = (monotonic_ns() - death_ns) / 1000;
+    return s;
+}
+
+void Registry::note(const Sent &s, Process *child, const Policy &policy, const Registrant &who,
+                    Notice notice, const std::shared_ptr<DeadParent> &parent) {
+    if (s.outcome == Sent::Gone)
+        return;
+    KillNote note;
+    note.notice = s.outcome == Sent::Refused ? Notice::Refused : notice;
+    note.signal = policy.signal;
+    note.child_pid = child->pid();
+    note.pending = child;
+    note.comm = child->comm;
+    note.child_ruid = s.child_ruid;
+    note.who = who;
+    note.latency_us = s.latency_us;
+    note.parent = parent;
     notes_.push_back(std::move(note));
     ++unpinned_;
+    if (s.outcome != Sent::Signalled)
+        return;
+    ++kills_;
+    ++kills_per_uid_[who.uid];
     if (policy.signal != SIGKILL && policy.grace_ms != proto::kGraceNever)
         schedule(child, monotonic_ns() + uint64_t{policy.grace_ms} * 1000000u, who);
+}
+
+void Registry::kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
+                    Notice notice, const std::shared_ptr<DeadParent> &parent) {
+    note(send(child, policy, who, death_ns), child, policy, who, notice, parent);
 }
 
 void Registry::after_kills() {
     for (auto it = notes_.end() - static_cast<std::ptrdiff_t>(unpinned_); it != notes_.end();
          ++it) {
-        if (!it->pending)
+        if (!it->pending || it->comm[0] != '\0') {
+            it->pending = nullptr; // named already: no pidfd needed
             continue;
+        }
         // Without a pidfd of its own, a note could not tell the child's name from that of a
         // later process with its pid. Without an fd to spare, the name is left unknown.
         int fd = ::fcntl(it->pending->pidfd.fd(), F_DUPFD_CLOEXEC, 3);
@@ -402,7 +446,9 @@ void Registry::describe(size_t max) {
 }
 
 void Registry::describe_one(KillNote &note) {
-    std::string child_comm = note.child.valid() ? note.child.comm() : "?";
+    std::string child_comm = note.comm[0] != '\0' ? note.comm.data()
+                             : note.child.valid() ? note.child.comm()
+                                                  : "?";
     std::string child_pid = std::to_string(note.child_pid);
     std::string uid = std::to_string(note.who.uid);
     if (note.notice == Notice::Escalated) {
@@ -514,9 +560,11 @@ void Registry::cancel(Process *p) {
 
 void Registry::rearm() {
     uint64_t next = deadlines_.empty() ? 0 : deadlines_.begin()->first;
+    if (!unnamed_children_.empty() && (next == 0 || unnamed_children_.front().first < next))
+        next = unnamed_children_.front().first;
     if (next == armed_ns_)
         return;
-    // Armed only while an escalation is pending: an idle daemon has no timer at all.
+    // Armed only while an escalation or a child's name is due: an idle daemon has no timer.
     if (arm_timer_at(timer_fd_.get(), next))
         armed_ns_ = next;
 }
@@ -527,6 +575,7 @@ void Registry::escalate(Process *p, const Escalation &e) {
     KillNote note;
     note.child_pid = p->pid();
     note.pending = p;
+    note.comm = p->comm;
     note.who = e.registrant;
     note.signal = SIGKILL;
     if (!e.registrant.privileged) {
@@ -580,6 +629,7 @@ void Registry::timer_fired() {
     for (Process *p : touched)
         if (!p->destroyed)
             release_if_idle(p);
+    name_children();
     armed_ns_ = ~uint64_t{0}; // force rearm() to program the next deadline (or disarm)
     rearm();
 }

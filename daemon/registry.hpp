@@ -55,11 +55,13 @@ struct Process : Source {
     explicit Process(PidFd p) : Source(Kind::Process), pidfd(std::move(p)) {}
     pid_t pid() const { return pidfd.pid(); }
 
-    bool escalating = false;  // a SIGKILL escalation is pending (see Registry::escalations_)
-    bool destroyed = false;   // awaiting deletion at the end of the loop iteration
-    bool name_queued = false; // a parent whose name is read when the loop is idle
-    bool lingering = false;   // a parent without bindings, kept watched for a while
-    bool signalled = false;   // its death has been acted on: its children are signalled
+    bool escalating = false;        // a SIGKILL escalation is pending (see Registry::escalations_)
+    bool destroyed = false;         // awaiting deletion at the end of the loop iteration
+    bool name_queued = false;       // a parent whose name is to be read (Registry::name_parents)
+    bool child_name_queued = false; // a child whose name is to be read (name_children)
+    bool was_parent = false;        // has been a parent: lingers once its bindings are gone
+    bool lingering = false;         // a parent without bindings, kept watched for a while
+    bool signalled = false;         // its death has been acted on: its children are signalled
     PidFd pidfd;
     uint64_t identity = 0; // the binding log's name for it (see BindingStore); 0: not yet
     uint32_t n_children = 0;
@@ -171,6 +173,11 @@ class Registry {
     // idle (name_parents), or at the latest when the parent dies.
     bool has_unnamed() const { return !unnamed_.empty(); }
     void name_parents();
+    // A child's name is read once it has lived kChildNameAfterNs since its registration (a
+    // forked child usually execs first), on the escalation timer: a kill then names it without
+    // a /proc read between the death and the signal, even if the child is reaped at once.
+    static constexpr uint64_t kChildNameAfterNs = 50'000'000;
+    void name_children();
     // Frees processes destroyed during this loop iteration. The loop calls it after dispatching
     // a batch of events, so that no event of the batch points at freed memory. Returns how many
     // were freed (each had closed its pidfd).
@@ -218,14 +225,27 @@ class Registry {
         Notice notice = Notice::Watched;
         int signal = 0;
         pid_t child_pid = 0;
-        Process *pending = nullptr; // until pinned: the child, still in the registry
-        PidFd child;                // once pinned: a duplicate, to read its name safely
-        uid_t child_ruid = 0;       // Refused: the child's uid now
+        Process *pending = nullptr;               // until pinned: the child, still in the registry
+        std::array<char, proto::kCommLen> comm{}; // the child's name, if read before the kill
+        PidFd child;          // once pinned, if the name is unknown: a duplicate, to read it safely
+        uid_t child_ruid = 0; // Refused: the child's uid now
         Registrant who;
         uint64_t latency_us = 0;
         std::shared_ptr<DeadParent> parent; // null for escalations
     };
-    // Sends the binding's policy to `child`, because a parent died at `death_ns`, and notes it.
+    // What sending a binding's signal came to.
+    struct Sent {
+        enum Outcome : uint8_t { Gone, Refused, Signalled } outcome = Gone;
+        uid_t child_ruid = 0; // Refused: the child's uid now
+        uint64_t latency_us = 0;
+    };
+    // Sends the binding's policy to `child`, because a parent died at `death_ns`: the signal
+    // alone, after the registrant's right to send it is checked again.
+    Sent send(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns);
+    // Notes what send() did, for its description, and schedules the escalation.
+    void note(const Sent &s, Process *child, const Policy &policy, const Registrant &who,
+              Notice notice, const std::shared_ptr<DeadParent> &parent);
+    // send(), then note().
     void kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
               Notice notice, const std::shared_ptr<DeadParent> &parent);
     void describe_one(KillNote &note);
@@ -249,9 +269,11 @@ class Registry {
     std::unordered_map<uid_t, uint64_t> kills_per_uid_;
     std::vector<Process *> graveyard_;
     std::deque<KillNote> notes_;
+    std::vector<Sent> sent_; // signal_children's, kept to reuse its memory
     std::unordered_map<Process *, std::shared_ptr<DeadParent>> dying_; // signalled, not retired
     size_t unpinned_ = 0;        // notes_ at the back still pointing at registry processes
     std::vector<pid_t> unnamed_; // parents to name (by pid: they may be gone by then)
+    std::deque<std::pair<uint64_t, pid_t>> unnamed_children_; // (when, pid), oldest first
     // Parents whose last child is gone stay watched (by pid, oldest first) until kLinger
     // newer ones have joined them: a shell or make forks child after child, and each would
     // otherwise cost a new pidfd, an epoll registration and a /proc read.
