@@ -368,7 +368,8 @@ FANOUT = r"""
 import ctypes, json, os, select, signal, sys, time
 mode, n = sys.argv[1], int(sys.argv[2])
 libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: the orphans come back to us, to be reaped
+ulong = ctypes.c_ulong  # prctl's arguments are unsigned longs: an int leaves the upper half unset
+libc.prctl(36, ulong(1))  # PR_SET_CHILD_SUBREAPER: the orphans come back to us, to be reaped
 r, w = os.pipe()
 parent = os.fork()
 if parent == 0:
@@ -378,7 +379,8 @@ if parent == 0:
         k = os.fork()
         if k == 0:
             if mode == "pdeathsig":
-                libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+                if libc.prctl(1, ulong(signal.SIGTERM)) != 0:  # PR_SET_PDEATHSIG
+                    os._exit(1)
             os.execv("/bin/sleep", ["sleep", "1000"])
         kids.append(k)
     os.write(w, (" ".join(map(str, kids)) + "\n").encode())
@@ -387,18 +389,44 @@ if parent == 0:
 os.close(w)
 kids = [int(x) for x in os.fdopen(r).readline().split()]
 fds = {os.pidfd_open(k): k for k in kids}
+# Every child has set up its death signal (or been bound) once it runs sleep.
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+while any(comm(k) != "sleep" for k in kids):
+    time.sleep(0.01)
 pfd = os.pidfd_open(parent)
 print(json.dumps({"parent": parent, "children": kids}), flush=True)
 sys.stdin.readline()  # the test checks orphand's bindings first
 ep = select.epoll()
 for fd in fds:
     ep.register(fd, select.EPOLLIN)
+ep.register(pfd, select.EPOLLIN)
+parent_dead = None
 left = set(fds)
 t0 = time.monotonic()
 signal.pidfd_send_signal(pfd, signal.SIGKILL)
 first = None
 while left:
+    if time.monotonic() - t0 > 20:  # a child that outlived its parent: say which, end it
+        stuck = {}
+        for fd in left:
+            try:
+                with open(f"/proc/{fds[fd]}/status") as f:
+                    stuck[fds[fd]] = [l.strip() for l in f if l.split(":")[0] in
+                                      ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")]
+            except OSError as e:
+                stuck[fds[fd]] = str(e)
+            signal.pidfd_send_signal(fd, signal.SIGKILL)
+        print(json.dumps({"stuck": stuck}), flush=True)
+        sys.exit(1)
     for fd, _ in ep.poll(10):
+        if fd == pfd and parent_dead is None:
+            parent_dead = time.monotonic()
+            ep.unregister(pfd)
         if fd in left:
             left.discard(fd)
             ep.unregister(fd)
@@ -410,7 +438,8 @@ while True:
             break
     except ChildProcessError:
         break
-print(json.dumps({"first_ms": (first - t0) * 1000, "last_ms": (last - t0) * 1000}), flush=True)
+print(json.dumps({"parent_ms": ((parent_dead or last) - t0) * 1000, "first_ms": (first - t0) * 1000,
+                  "last_ms": (last - t0) * 1000}), flush=True)
 """
 
 
@@ -428,6 +457,7 @@ def fanout_round(c, mode, n):
         p.stdin.write("go\n")
         p.stdin.flush()
         result = json.loads(p.stdout.readline())
+        check("stuck" not in result, f"{mode}: children outlived their parent: {result}")
         p.wait(timeout=TIMEOUT)
     finally:
         if p.poll() is None:
@@ -445,12 +475,15 @@ def scenario3_fanout(c):
             results[mode].append(fanout_round(c, mode, n))
     med = {m: sorted(x["last_ms"] for x in v)[len(v) // 2] for m, v in results.items()}
     first = {m: sorted(x["first_ms"] for x in v)[len(v) // 2] for m, v in results.items()}
+    parent = {m: sorted(x["parent_ms"] for x in v)[len(v) // 2] for m, v in results.items()}
     timings["fan-out 400: last child dead, orphand"] = med["orphand"] / 1000
     timings["fan-out 400: last child dead, PR_SET_PDEATHSIG"] = med["pdeathsig"] / 1000
     print(f"scenario 3: fan-out of {n} children, parent SIGKILLed, {rounds} rounds interleaved: "
-          f"last child dead after {med['orphand']:.1f} ms with orphand (first "
-          f"{first['orphand']:.2f} ms) against {med['pdeathsig']:.1f} ms with PR_SET_PDEATHSIG "
-          f"(first {first['pdeathsig']:.2f} ms): {med['orphand'] / med['pdeathsig']:.2f}x; "
+          f"last child dead after {med['orphand']:.1f} ms with orphand (parent's pidfd readable "
+          f"{parent['orphand']:.2f} ms, first child {first['orphand']:.2f} ms) against "
+          f"{med['pdeathsig']:.1f} ms with PR_SET_PDEATHSIG (parent {parent['pdeathsig']:.2f} "
+          f"ms, first child {first['pdeathsig']:.2f} ms): "
+          f"{med['orphand'] / med['pdeathsig']:.2f}x; "
           f"each round: " + ", ".join(f"{m} {[round(x['last_ms'], 1) for x in v]}"
                                        for m, v in results.items()))
     # Every kill was logged, with its own latency.
