@@ -413,7 +413,12 @@ void Registry::note(const Sent &s, Process *child, const Policy &policy, const R
 
 void Registry::kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
                     Notice notice, const std::shared_ptr<DeadParent> &parent) {
-    note(send(child, policy, who, death_ns), child, policy, who, notice, parent);
+    Sent s = send(child, policy, who, death_ns);
+    // A single kill (a parent found dead at registration or at start-up): its child is named
+    // at once, before it can be reaped, as no other kill of the death waits.
+    if (s.outcome != Sent::Gone)
+        read_comm(child);
+    note(s, child, policy, who, notice, parent);
 }
 
 void Registry::after_kills() {
