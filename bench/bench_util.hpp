@@ -478,6 +478,21 @@ inline long proc_file_field(const char *path, const char *key) {
     return value;
 }
 
+// CPU time a process has run so far, in nanoseconds (the first field of /proc/PID/schedstat).
+inline uint64_t cpu_ns(pid_t pid) {
+    char path[64];
+    std::snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
+    FILE *f = std::fopen(path, "re");
+    if (!f)
+        die("%s: %s", path, std::strerror(errno));
+    unsigned long long ns = 0;
+    int n = std::fscanf(f, "%llu", &ns);
+    std::fclose(f);
+    if (n != 1)
+        die("%s: unreadable", path);
+    return ns;
+}
+
 // A field of /proc/PID/status ("VmRSS:", "voluntary_ctxt_switches:"), in its own unit.
 inline long proc_status_field(pid_t pid, const char *key) {
     char path[64];

@@ -23,18 +23,6 @@ void remove_dir(const std::string &dir) {
     (void)!std::system(cmd.c_str());
 }
 
-// The daemon's CPU time so far, in ns (/proc/PID/schedstat: time on a CPU).
-uint64_t cpu_ns(pid_t pid) {
-    char path[64];
-    std::snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
-    FILE *f = std::fopen(path, "re");
-    unsigned long long ns = 0;
-    if (!f || std::fscanf(f, "%llu", &ns) != 1)
-        die("cannot read %s", path);
-    std::fclose(f);
-    return ns;
-}
-
 // Registers `pairs` (parent, child) as legacy records over one connection, then waits until the
 // daemon has handled them all.
 void register_pairs(const Daemon &d, const std::vector<std::pair<pid_t, pid_t>> &pairs) {

@@ -22,20 +22,6 @@ struct Outcome {
     double daemon_cpu_ms = 0, bench_cpu_ms = 0, child_cpu_us = 0;
 };
 
-// CPU time a process has run, in nanoseconds (the first field of /proc/PID/schedstat).
-uint64_t cpu_ns(pid_t pid) {
-    char path[64];
-    std::snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
-    FILE *f = std::fopen(path, "re");
-    if (!f)
-        die("%s: %s", path, std::strerror(errno));
-    unsigned long long ns = 0;
-    if (std::fscanf(f, "%llu", &ns) != 1)
-        die("%s: unreadable", path);
-    std::fclose(f);
-    return ns;
-}
-
 uint64_t thread_cpu_ns() {
     struct timespec ts {};
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
