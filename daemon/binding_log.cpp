@@ -119,6 +119,12 @@ Result<PidFd> open_identified(pid_t pid, uint64_t id, uint64_t created_ns = 0) {
     return p;
 }
 
+// The identity of a process the restore opened for a record: the recorded one, which
+// open_identified checked, if there is one.
+uint64_t restored_identity(const PidFd &p, uint64_t recorded) {
+    return recorded ? recorded : BindingLog::identity_of(p);
+}
+
 } // namespace
 
 uint64_t BindingLog::identity_of(const PidFd &p) {
@@ -293,6 +299,7 @@ RestoreCounts BindingLog::restore(const std::vector<std::pair<uint32_t, LogRecor
     auto short_of_fds = [](int err) { return err == -EMFILE || err == -ENFILE || err == -ENOMEM; };
     for (const auto &[i, r] : records) {
         hint_ = i;
+        restoring_ = &r;
         bool keep = false;
         Registrant who{r.uid, r.registrant_pid, (r.flags & LogRecord::kPrivileged) != 0};
         auto child = open_identified(r.child_pid, r.child_id, r.created_ns);
@@ -333,6 +340,7 @@ RestoreCounts BindingLog::restore(const std::vector<std::pair<uint32_t, LogRecor
         if (hint_ != Escalation::kNoSlot && !keep)
             state_of(slot(i)).store(LogRecord::kFree, std::memory_order_release);
         hint_ = Escalation::kNoSlot;
+        restoring_ = nullptr;
         // Each kill keeps a pidfd until it is described: many parents that died meanwhile
         // must not use up the fds the rest of the restore needs.
         if (registry.descriptions() >= kDescribeDuringRestore)
@@ -400,11 +408,11 @@ void BindingLog::binding_added(Binding &b) {
     Process &parent = *b.parent, &child = *b.child;
     // The record is durable at once; identities, an fstat each, are added when the loop is idle
     // (identify), like the parent's name. A restore completes them as it goes.
-    if (hint_ != Escalation::kNoSlot) {
+    if (restoring_) {
         if (!child.identity)
-            child.identity = identity_of(child.pidfd);
+            child.identity = restored_identity(child.pidfd, restoring_->child_id);
         if (!parent.identity)
-            parent.identity = identity_of(parent.pidfd);
+            parent.identity = restored_identity(parent.pidfd, restoring_->parent_id);
     }
     LogRecord r;
     r.parent_id = parent.identity;
@@ -465,7 +473,8 @@ void BindingLog::escalation_added(Escalation &e, uint64_t deadline_ns) {
         return;
     Process &child = *e.process;
     if (!child.identity)
-        child.identity = identity_of(child.pidfd);
+        child.identity = restoring_ ? restored_identity(child.pidfd, restoring_->child_id)
+                                    : identity_of(child.pidfd);
     LogRecord r;
     r.child_id = child.identity;
     r.child_pid = child.pid();

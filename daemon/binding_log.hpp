@@ -127,12 +127,13 @@ class BindingLog final : public BindingStore {
     UniqueFd file_;
     LogRecord *base_ = nullptr; // the whole reservation, mapped
     size_t reserved_bytes_ = 0;
-    uint32_t capacity_ = 0;               // slots backed by the file
-    uint32_t next_ = 0;                   // slots below this have been used
-    std::vector<uint32_t> free_;          // the lowest slot last
-    uint32_t hint_ = Escalation::kNoSlot; // during a restore: the slot the next record takes
-    std::vector<const Binding *> owner_;  // by slot: the binding a record is of, if any
-    std::vector<uint32_t> unidentified_;  // slots whose record lacks an identity
+    uint32_t capacity_ = 0;                // slots backed by the file
+    uint32_t next_ = 0;                    // slots below this have been used
+    std::vector<uint32_t> free_;           // the lowest slot last
+    uint32_t hint_ = Escalation::kNoSlot;  // during a restore: the slot the next record takes
+    const LogRecord *restoring_ = nullptr; // during a restore: the record being restored
+    std::vector<const Binding *> owner_;   // by slot: the binding a record is of, if any
+    std::vector<uint32_t> unidentified_;   // slots whose record lacks an identity
     uint32_t live_ = 0;
     uint64_t unrecorded_ = 0;
     LogLimiter warn_limiter_{5, 1};
