@@ -38,6 +38,7 @@ export ORPHAND_FUZZ_DIR="$work"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 status=0
+failed=""
 for target in $targets; do
     mkdir -p "$work/$target"
     cp "$src/tests/fuzz/corpus/$target/"* "$work/$target/"
@@ -49,11 +50,23 @@ for target in $targets; do
         set -- unshare --pid --fork --mount-proc "$@"
     fi
     echo "== $target for ${seconds}s"
-    if ! "$@"; then
-        echo "FAIL: $target; artifacts in $work:"
-        ls -l "$work"
+    # Each target's output goes to a log of its own, shown in full as it runs; a failing
+    # target's report is shown again at the end, where a log cut to its last lines keeps it.
+    { "$@"; echo $? > "$work/$target.rc"; } 2>&1 | tee "$work/$target.log"
+    if [ "$(cat "$work/$target.rc")" != 0 ]; then
+        failed="$failed $target"
         status=1
     fi
+done
+for target in $failed; do
+    echo "FAIL: $target; its log ends:"
+    tail -n 60 "$work/$target.log"
+    # The input that failed, in hex, to reproduce it from a log alone (at most 1024 bytes).
+    for artifact in "$work/$target"-*; do
+        [ -f "$artifact" ] || continue
+        echo "$artifact:"
+        od -An -tx1 -v "$artifact"
+    done
 done
 [ "$status" = 0 ] && rm -rf "$work"
 exit "$status"
