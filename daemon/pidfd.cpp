@@ -351,7 +351,11 @@ bool is_kernel_thread(pid_t pid) {
     char buf[2048];
     if (read_small(path, buf, sizeof(buf)) <= 0)
         return false;
-    const char *p = std::strrchr(buf, ')');
+    return stat_is_kernel_thread(buf);
+}
+
+bool stat_is_kernel_thread(const char *stat) {
+    const char *p = std::strrchr(stat, ')');
     if (!p)
         return false;
     // Field 9 is flags; PF_KTHREAD is 0x00200000.
@@ -359,6 +363,8 @@ bool is_kernel_thread(pid_t pid) {
     for (; *p && field < 9; ++p)
         if (*p == ' ')
             ++field;
+    if (field != 9)
+        return false;
     unsigned long flags = std::strtoul(p, nullptr, 10);
     return flags & 0x00200000ul;
 }

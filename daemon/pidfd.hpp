@@ -111,6 +111,10 @@ int pidfd_nspids(int fd, std::array<pid_t, 8> &out);
 
 // True if `pid` is a kernel thread (no mm: flag PF_KTHREAD in /proc/PID/stat).
 bool is_kernel_thread(pid_t pid);
+// The same decision on the text of a /proc/PID/stat: PF_KTHREAD in its flags (field 9). Fields
+// are counted from the last ')', as the command name may hold spaces and ')'. False if the text
+// has no such field.
+bool stat_is_kernel_thread(const char *stat);
 
 // Human-readable exit description: "exited with status 3", "killed by SIGKILL",
 // "killed by SIGSEGV (core dumped)".
