@@ -63,7 +63,7 @@ import termios
 import threading
 import time
 
-from orphtest import recv_exact  # tests/ is on PYTHONPATH (meson test_env)
+from orphtest import recv_exact  # copied beside this script: sectest.shared_dir()
 
 REGISTER, PING, HELLO, STATUS = 1, 3, 4, 6
 PIDFD_THREAD = os.O_EXCL  # pidfd_open(2): the pidfd names the thread, not its process

@@ -15,7 +15,7 @@ import struct
 import sys
 import time
 
-from orphtest import recv_exact  # tests/ is on PYTHONPATH (meson test_env)
+from orphtest import recv_exact  # copied beside this script: sectest.shared_dir()
 
 REGISTER, HELLO = 1, 4
 HELLO_MAGIC = 0x4850524F

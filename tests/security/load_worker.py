@@ -22,7 +22,7 @@ import struct
 import sys
 import time
 
-from orphtest import recv_exact  # tests/ is on PYTHONPATH (meson test_env)
+from orphtest import recv_exact  # copied beside this script: sectest.shared_dir()
 
 BLOCK, KIDS = 10, 10
 REGISTER, HELLO = 1, 4

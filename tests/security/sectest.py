@@ -1,19 +1,56 @@
 # SPDX-License-Identifier: MIT
 """Helpers for orphand's security tests: other users, hostile clients, victims and witnesses."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import orphtest as ot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CLIENT = os.path.join(HERE, "client.py")
-UIDFLIP = os.path.join(HERE, "uidflip.py")
+# What other users run: these helper scripts and the orphtest module they import.
+SHARED_FILES = [os.path.join(HERE, name)
+                for name in ("client.py", "exec_attack.py", "load_worker.py", "uidflip.py")]
+SHARED_FILES.append(os.path.abspath(ot.__file__))
 
 # The system interpreter: another user may not be able to reach one under root's home.
 PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
+
+_shared_dir = None
+
+
+def shared_dir():
+    """A world-readable copy of SHARED_FILES, made once per test process, removed at exit.
+
+    Other users cannot be expected to reach the checkout (root's clone in /root is 0700), so
+    whatever runs as another uid runs from here, and imports from here alone."""
+    global _shared_dir
+    if _shared_dir is None:
+        path = tempfile.mkdtemp(prefix="orphand-sectest-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        os.chmod(path, 0o755)
+        for src in SHARED_FILES:
+            dst = os.path.join(path, os.path.basename(src))
+            shutil.copyfile(src, dst)
+            os.chmod(dst, 0o644)
+        _shared_dir = path
+    return _shared_dir
+
+
+def python(*args):
+    """argv running PYTHON with args in the shared directory, its PYTHONPATH that directory: for
+    a process that is, or becomes, another user's."""
+    path = shared_dir()
+    return ["env", f"--chdir={path}", f"PYTHONPATH={path}", PYTHON, *args]
+
+
+def script(name, *args):
+    """argv running the shared copy of one of this directory's helper scripts (see python)."""
+    return python(os.path.join(shared_dir(), name), *args)
 
 NOBODY = 65534
 OTHER = 4242  # "another user": any uid that is neither root nor nobody
@@ -54,8 +91,9 @@ def user_sleeper(uid):
 
 def hostile(d, ops, uid=NOBODY, wrap=(), pass_fds=()):
     """Runs client.py as uid (inside `wrap`, e.g. an unshare command) and returns its results."""
-    argv = as_user(uid, [*wrap, PYTHON, CLIENT]) if uid is not None else [
-        *wrap, PYTHON, CLIENT]
+    argv = [*wrap, *script("client.py")]
+    if uid is not None:
+        argv = as_user(uid, argv)
     r = subprocess.run(argv, input=json.dumps({"socket": d.socket, "ops": ops}),
                        capture_output=True, text=True, timeout=60, pass_fds=pass_fds)
     ot.check(r.returncode == 0, f"hostile client failed ({r.returncode}): {r.stderr}")
@@ -100,7 +138,8 @@ def memory_kib(pid):
 
 
 def kernel_thread():
-    """The pid of a kernel thread other than kthreadd (PF_KTHREAD set), or None."""
+    """The pid of a kernel thread other than kthreadd (PF_KTHREAD set), or None: in a pid
+    namespace other than the initial one (a container's) no kernel thread is visible."""
     for name in sorted(os.listdir("/proc"), key=lambda n: (len(n), n)):
         if not name.isdigit() or name in ("1", "2"):
             continue

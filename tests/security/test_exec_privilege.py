@@ -34,9 +34,9 @@ def main():
             witness, witness_fd = st.user_sleeper(NOBODY)
             res = st.hostile(d, [{"v1": [parent.pid, witness.pid, ot.REGISTER]}])
             st.expect(res[0], 0, 0, "nobody binds its witness")
-            attacker, _ = ot.spawn(st.as_user(NOBODY, [
-                st.PYTHON, os.path.join(st.HERE, "exec_attack.py"), d.socket, program,
-                str(parent.pid), str(victim.pid)]), stdout=subprocess.PIPE, text=True)
+            attacker, _ = ot.spawn(st.as_user(NOBODY, st.script(
+                "exec_attack.py", d.socket, program, str(parent.pid), str(victim.pid))),
+                stdout=subprocess.PIPE, text=True)
             line = attacker.stdout.readline()
             ot.check(line, "the attack script printed nothing")
             r = json.loads(line)

@@ -69,7 +69,7 @@ class Attacker:
     """client.py as nobody, stopping at each {"pause": true} op until resume() or finish()."""
 
     def __init__(self, d, ops):
-        self.p, self.pidfd = ot.spawn(st.as_user(NOBODY, [st.PYTHON, st.CLIENT]),
+        self.p, self.pidfd = ot.spawn(st.as_user(NOBODY, st.script("client.py")),
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
         self.p.stdin.write(json.dumps({"socket": d.socket, "ops": ops}) + "\n")

@@ -104,7 +104,7 @@ def read_line(p, what, timeout=ot.TIMEOUT):
 
 def python(uid, script, what):
     """script run by python3 as uid (None: root); returns (Popen, pidfd, its first line)."""
-    argv = [st.PYTHON, "-c", script]
+    argv = st.python("-c", script)
     if uid is not None:
         argv = st.as_user(uid, argv)
     p, fd = ot.spawn(argv, stdout=subprocess.PIPE, text=True)

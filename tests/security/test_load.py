@@ -9,7 +9,6 @@ must return to its baseline once every client and process is gone.
 """
 
 import json
-import os
 import select
 import signal
 import subprocess
@@ -20,7 +19,6 @@ import sectest as st
 
 WORKERS = [5001, 5002, 5003, 5004]
 CLIENTS, ROUNDS = 250, 10
-WORKER = os.path.join(st.HERE, "load_worker.py")
 SLACK_KIB = 512  # hash tables that keep their buckets, and heap fragments
 
 
@@ -48,8 +46,8 @@ def main():
             d.wait_until(lambda: c.status()["bindings"] == 0, "warm-up binding gone")
             kills_before = c.status()["kills"]
         baseline = st.memory_kib(d.pid)
-        workers = [ot.spawn(st.as_user(uid, [st.PYTHON, WORKER, d.socket, str(CLIENTS),
-                                             str(ROUNDS)]),
+        workers = [ot.spawn(st.as_user(uid, st.script("load_worker.py", d.socket, str(CLIENTS),
+                                                      str(ROUNDS))),
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
                    for uid in WORKERS]
         for p, _ in workers:

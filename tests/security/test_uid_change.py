@@ -17,7 +17,7 @@ from sectest import NOBODY, OK, OTHER
 
 
 def flipper(mode):
-    p, fd = ot.spawn([st.PYTHON, st.UIDFLIP, mode], stdin=subprocess.PIPE,
+    p, fd = ot.spawn(st.script("uidflip.py", mode), stdin=subprocess.PIPE,
                      stdout=subprocess.PIPE, text=True)
     ot.check(p.stdout.readline().strip() == "ready", "uidflip did not start")
     return p, fd
