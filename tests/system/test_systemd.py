@@ -11,14 +11,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import traceback
 
-from orphtest import TIMEOUT, check, fail, skip
+from nspawn import Container, bindings, journal, main_pid, pidfd_kill, show, spawn
+from orphtest import TIMEOUT, check, skip
 
 BUILD = os.environ["ORPHAND_BUILD_DIR"]
 PREFIX = os.environ["ORPHAND_PREFIX"]
@@ -32,7 +32,6 @@ CATALOG_DIR = os.environ["ORPHAND_CATALOG_DIR"]
 STAGE_IN = "/opt/orphand-stage"  # the staged install, read-only inside the container
 PATH = f"{SBINDIR}:{BINDIR}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 USER, UID = "orphtest", 4242
-BOOT_TIMEOUT = 120
 
 # MESSAGE_IDs (daemon/log.hpp)
 MSG_KILL = "2daf3cc9baae451eb6cfd21148714be8"
@@ -44,220 +43,7 @@ KILL_FIELDS = ["ORPHAND_PARENT_PID", "ORPHAND_PARENT_COMM", "ORPHAND_PARENT_EXIT
 timings = {}
 
 
-def pidfd_kill(pid):
-    """SIGKILL a process this test started, through a pidfd (no pid reuse race)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        signal.pidfd_send_signal(fd, signal.SIGKILL)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class Container:
-    """An ephemeral boot of this machine's root: systemd as PID 1, /etc and /var fresh."""
-
-    def __init__(self, stage, workdir):
-        self.name = f"orphtest{os.getpid()}"
-        self.stage = stage
-        self.log_path = os.path.join(workdir, "nspawn.log")
-        if os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
-            self.cgroups = [f"/sys/fs/cgroup/{self.name}"]
-        else:
-            self.cgroups = [f"/sys/fs/cgroup/{h}/{self.name}" for h in ("systemd", "unified")
-                            if os.path.isdir(f"/sys/fs/cgroup/{h}")]
-        self.proc = None
-        self.init = None
-
-    def start(self):
-        for cg in self.cgroups:
-            os.makedirs(cg, exist_ok=True)
-        cgroups = self.cgroups
-
-        def enter_cgroup():
-            # Before exec: nspawn creates its payload cgroup below its own, never in the root.
-            for cg in cgroups:
-                with open(os.path.join(cg, "cgroup.procs"), "w") as f:
-                    f.write(str(os.getpid()))
-
-        argv = ["systemd-nspawn", "--quiet", "--boot", "--register=no", "--keep-unit",
-                "--private-network", "--directory=/", "--volatile=yes",
-                f"--machine={self.name}",
-                "--bind-ro=/etc/pam.d", "--bind-ro=/etc/security",
-                f"--bind-ro={self.stage}:{STAGE_IN}",
-                f"--overlay-ro={PREFIX}:{self.stage}{PREFIX}:{PREFIX}",
-                "--", "systemd.firstboot=off"]
-        self.log = open(self.log_path, "wb")
-        t0 = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT, preexec_fn=enter_cgroup)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while self.init is None:
-            if self.proc.poll() is not None:
-                fail(f"systemd-nspawn exited with {self.proc.returncode}: {self.log_tail()}")
-            if time.monotonic() > deadline:
-                fail(f"the container's systemd did not appear: {self.log_tail()}")
-            self.init = self.find_init()
-            time.sleep(0.05)
-        # systemctl fails with "Failed to connect to bus" until PID 1 listens here.
-        private = f"/proc/{self.init}/root/run/systemd/private"
-        while not os.path.exists(private):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                fail(f"the container's systemd never listened: {self.log_tail()}")
-            time.sleep(0.05)
-        r = self.run("systemctl", "is-system-running", "--wait", check=False,
-                     timeout=BOOT_TIMEOUT)
-        state = r.stdout.strip()
-        if state not in ("running", "degraded"):
-            fail(f"container boot ended {state!r}: {self.log_tail()}")
-        timings["boot"] = time.monotonic() - t0
-        print(f"container booted ({state}) in {timings['boot']:.2f} s")
-
-    def find_init(self):
-        # The container's PID 1: a child of nspawn whose innermost pid is 1.
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/status") as f:
-                    status = f.read()
-            except OSError:
-                continue
-            ppid = re.search(r"^PPid:\s*(\d+)", status, re.M)
-            nspid = re.search(r"^NSpid:\s*(.*)$", status, re.M)
-            if (ppid and int(ppid.group(1)) == self.proc.pid and nspid
-                    and nspid.group(1).split()[-1] == "1" and len(nspid.group(1).split()) > 1):
-                return int(entry)
-        return None
-
-    def log_tail(self):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-3000:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def run(self, *args, user=None, check=True, input=None, timeout=60):
-        """Runs a command inside the container (as root, or as `user` with its runtime dir)."""
-        cmd = ["nsenter", "-t", str(self.init), "-a", "--", "env", "-i", f"PATH={PATH}",
-               "LANG=C.UTF-8", "SYSTEMD_COLORS=0", "SYSTEMD_PAGER=cat"]
-        if user:
-            cmd += ["runuser", "-u", user, "--", "env", f"XDG_RUNTIME_DIR=/run/user/{UID}"]
-        cmd += list(args)
-        r = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
-        if check and r.returncode != 0:
-            fail(f"{' '.join(args)} failed ({r.returncode}): {r.stdout}{r.stderr}")
-        return r
-
-    def sh(self, script, **kw):
-        return self.run("sh", "-c", script, **kw)
-
-    def state(self, pid):
-        """A container pid's state letter, read through the container's /proc; None if gone."""
-        try:
-            with open(f"/proc/{self.init}/root/proc/{pid}/stat") as f:
-                return f.read().rsplit(")", 1)[1].split()[0]
-        except (OSError, IndexError):
-            return None
-
-    def alive(self, pid):
-        return self.state(pid) not in (None, "Z", "X")
-
-    def wait_dead(self, pids, timeout=TIMEOUT, since=None):
-        """Waits until every pid is dead; the seconds since `since` (or since the call)."""
-        t0 = time.monotonic() if since is None else since
-        while any(self.alive(p) for p in pids):
-            if time.monotonic() - t0 > timeout:
-                fail(f"still alive after {timeout} s: {[p for p in pids if self.alive(p)]}")
-            time.sleep(0.005)
-        return time.monotonic() - t0
-
-    def wait_until(self, pred, what, timeout=TIMEOUT):
-        t0 = time.monotonic()
-        while not pred():
-            if time.monotonic() - t0 > timeout:
-                fail(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(0.05)
-        return time.monotonic() - t0
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            t0 = time.monotonic()
-            self.proc.send_signal(signal.SIGTERM)  # orderly poweroff of the container
-            try:
-                self.proc.wait(timeout=60)
-                print(f"container powered off in {time.monotonic() - t0:.2f} s")
-            except subprocess.TimeoutExpired:
-                print("container did not power off in 60 s: killing it", file=sys.stderr)
-        # Whatever is still in our cgroups was started by this test (nspawn and the container).
-        for _ in range(50):
-            pids = self.cgroup_pids()
-            if not pids:
-                break
-            for pid in pids:
-                pidfd_kill(pid)
-            time.sleep(0.1)
-        if self.proc:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            self.log.close()
-        for cg in self.cgroups:
-            for root, dirs, _ in os.walk(cg, topdown=False):
-                try:
-                    os.rmdir(root)
-                except OSError:
-                    pass
-        shutil.rmtree(f"/run/systemd/nspawn/propagate/{self.name}", ignore_errors=True)
-
-    def cgroup_pids(self):
-        pids = set()
-        for cg in self.cgroups:
-            for root, _, files in os.walk(cg):
-                if "cgroup.procs" in files:
-                    try:
-                        with open(os.path.join(root, "cgroup.procs")) as f:
-                            pids.update(int(x) for x in f.read().split())
-                    except OSError:
-                        pass
-        pids.discard(os.getpid())
-        return pids
-
-
 # --- helpers over the container -------------------------------------------------------------
-
-def spawn(c, unit, argv, user=None, uid=None, props=()):
-    """Starts argv as a transient service of the container's (or a user's) manager; its pid."""
-    opts = ["--user"] if user else []
-    if uid is not None:
-        opts.append(f"--uid={uid}")
-    opts += [f"--property={p}" for p in props]
-    c.run("systemd-run", *opts, f"--unit={unit}", "--collect", "--quiet", "--", *argv,
-          user=user)
-    pid = c.run("systemctl", *(["--user"] if user else []), "show", "-P", "MainPID", unit,
-                user=user).stdout.strip()
-    check(pid.isdigit() and int(pid) > 0, f"{unit} has no main pid ({pid!r})")
-    return int(pid)
-
-
-def bindings(c, user=None):
-    out = c.run("orphanctl", "list", user=user).stdout
-    return set((int(p), int(ch)) for p, ch in re.findall(r"\[(\d+)\]\s+\S*\[(\d+)\]", out))
-
-
-def show(c, unit, prop):
-    return c.run("systemctl", "show", "-P", prop, unit).stdout.strip()
-
-
-def journal(c, unit="orphand"):
-    out = c.run("journalctl", "-u", unit, "-o", "json", "--no-pager").stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
 
 def wait_journal(c, pred, what):
     found = []
@@ -267,10 +53,6 @@ def wait_journal(c, pred, what):
         return bool(found)
     c.wait_until(probe, what)
     return found
-
-
-def main_pid(c):
-    return int(show(c, "orphand.service", "MainPID"))
 
 
 # --- scenarios ------------------------------------------------------------------------------
@@ -736,8 +518,12 @@ def main():
                      CATALOG_DIR + "/orphand.catalog"):
             check(os.path.exists(stage + path), f"{path} is not installed")
         check_catalog(stage)
-        container = Container(stage, work)
+        container = Container(work, PATH, users={USER: UID}, nspawn_args=[
+            "--bind-ro=/etc/pam.d", "--bind-ro=/etc/security",
+            f"--bind-ro={stage}:{STAGE_IN}",
+            f"--overlay-ro={PREFIX}:{stage}{PREFIX}:{PREFIX}"])
         container.start()
+        timings["boot"] = container.boot_seconds
         for scenario in (scenario1_socket_activation, scenario2_shim_service,
                          scenario3_fanout, scenario4_restart, scenario5_crash,
                          scenario6_hardened, scenario7_user_instance):
