@@ -359,29 +359,10 @@ void Registry::signal_children(Process *p) {
         swept_.push_back(b->child);
     poll_exited(swept_);
     sent_.assign(p->n_children, Sent{});
-    constexpr uint8_t kUnnamed = 2; // in exited_: alive, and to be named before its signal
     size_t at = 0;
-    bool unnamed = false;
-    for (Binding *b = p->children; b; b = b->next_child, ++at) {
-        if (exited_[at])
-            continue;
-        if (b->child->comm[0] != '\0') {
+    for (Binding *b = p->children; b; b = b->next_child, ++at)
+        if (!exited_[at])
             sent_[at] = send(b->child, b->policy, b->registrant, death_ns);
-        } else {
-            exited_[at] = kUnnamed; // signalled below
-            unnamed = true;
-        }
-    }
-    // Then children bound too recently to have been named (see kChildNameAfterNs): each is
-    // named just before its signal, as its name could be gone a moment after it (a dying
-    // child may run at once, and its own parent reap it before this loop runs again).
-    at = 0;
-    for (Binding *b = p->children; unnamed && b; b = b->next_child, ++at) {
-        if (exited_[at] != kUnnamed)
-            continue;
-        read_comm(b->child);
-        sent_[at] = send(b->child, b->policy, b->registrant, death_ns);
-    }
     auto dead = std::make_shared<DeadParent>();
     dead->pid = p->pid();
     dead->comm = p->comm;
@@ -479,8 +460,11 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
 void Registry::after_kills() {
     for (auto it = notes_.end() - static_cast<std::ptrdiff_t>(unpinned_); it != notes_.end();
          ++it) {
-        // Every child was named before its signal; one whose name could not be read then
-        // (an escalation's, say) is tried once more while it is still in the registry.
+        // A child not yet named (bound less than kChildNameAfterNs ago) is named now, once
+        // every signal of the batch is out: it has barely begun to die, and is at worst a
+        // zombie, which keeps its name. Naming each before its signal would delay the kills of
+        // a burst of new children by a /proc read each. The name is lost only if the child's
+        // own parent reaps it before this line runs.
         if (it->pending && it->comm[0] == '\0') {
             read_comm(it->pending);
             it->comm = it->pending->comm;
