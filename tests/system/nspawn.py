@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 
 from orphtest import TIMEOUT, check, fail
 
@@ -255,3 +256,15 @@ def listeners(c, path):
     with open(f"/proc/{c.init}/net/unix") as f:
         return [fields[6] for fields in (line.split() for line in f)
                 if len(fields) == 8 and fields[7] == path and fields[3] == "00010000"]
+
+
+def report_failure(e, container, units=("orphand",)):
+    """Prints why a test failed, then the tail of the units' journal in the container."""
+    if isinstance(e, AssertionError):
+        print(f"FAIL: {e}", file=sys.stderr)
+    else:
+        traceback.print_exception(e)
+    if container and container.init:
+        r = container.run("journalctl", *[a for u in units for a in ("-u", u)], "--no-pager",
+                          "-n", "40", check=False)
+        print(f"orphand's journal:\n{r.stdout}", file=sys.stderr)

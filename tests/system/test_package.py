@@ -14,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
-from nspawn import Container, bindings, journal, listeners, main_pid, show, spawn
+from nspawn import (Container, bindings, journal, listeners, main_pid, report_failure, show,
+                    spawn)
 from orphtest import check, fail, skip
 
 SOURCE = os.environ["ORPHAND_SOURCE_DIR"]
@@ -390,14 +390,7 @@ def main():
         step_purge(container, files, existing, named)
         print("timings: " + "; ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     except Exception as e:  # noqa: BLE001 - any failure: report it with orphand's journal
-        if isinstance(e, AssertionError):
-            print(f"FAIL: {e}", file=sys.stderr)
-        else:
-            traceback.print_exc()
-        if container and container.init:
-            r = container.run("journalctl", "-u", "orphand", "-u", "orphand.socket",
-                              "--no-pager", "-n", "40", check=False)
-            print(f"orphand's journal:\n{r.stdout}", file=sys.stderr)
+        report_failure(e, container, units=("orphand", "orphand.socket"))
         return 1
     finally:
         if container:

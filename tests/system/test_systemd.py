@@ -15,9 +15,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
-from nspawn import Container, bindings, journal, main_pid, pidfd_kill, show, spawn
+from nspawn import (Container, bindings, journal, main_pid, pidfd_kill, report_failure, show,
+                    spawn)
 from orphtest import TIMEOUT, check, skip
 
 BUILD = os.environ["ORPHAND_BUILD_DIR"]
@@ -534,14 +534,7 @@ def main():
             f"{k} {v:.3f}" + ("" if k == "security exposure" else " s")
             for k, v in timings.items()))
     except Exception as e:  # noqa: BLE001 - any failure: report it with orphand's journal
-        if isinstance(e, AssertionError):
-            print(f"FAIL: {e}", file=sys.stderr)
-        else:
-            traceback.print_exc()
-        if container and container.init:
-            r = container.run("journalctl", "-u", "orphand", "--no-pager", "-n", "40",
-                              check=False)
-            print(f"orphand's journal:\n{r.stdout}", file=sys.stderr)
+        report_failure(e, container)
         return 1
     finally:
         if container:
