@@ -958,8 +958,8 @@ bool Server::peer_privileged(Connection *c) {
     if (c->privilege_known)
         return c->privileged;
     c->privilege_known = true;
-    // CAP_KILL counts only when held in our user namespace. Read lazily: most unprivileged
-    // requests concern the client's own processes and never need it.
+    // CAP_KILL counts only when held in our user namespace. Read once per connection, when
+    // it first matters: a registration, or a request that reaches other users' bindings.
     static const ino_t our_userns = ns_inode("/proc/self/ns/user");
     char path[64];
     std::snprintf(path, sizeof(path), "/proc/%d/ns/user", c->peer.pid);
@@ -1081,8 +1081,11 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
             return open_failure(p.code());
         }
     }
+    // Whether the client may signal any process is part of the binding even when it binds its
+    // own child: that child may change its uid before the kill, and the registrant's right to
+    // kill it then is what it had at registration. Read once per connection.
     return registry_->add(std::move(parent), std::move(child), policy,
-                          Registrant{c->peer.uid, c->peer.pid, c->peer.uid == 0 || c->privileged});
+                          Registrant{c->peer.uid, c->peer.pid, peer_privileged(c)});
 }
 
 Verdict Server::do_unregister(Connection *c, uint32_t parent_pid, uint32_t child_pid) {
