@@ -20,8 +20,17 @@ from sectest import NOBODY, NOT_PERMITTED
 EPERM = -1
 
 
+def suid_dir():
+    """A directory for the set-user-ID program, on a file system that honours the bit: a
+    container's /tmp is often mounted nosuid, where the program would run unprivileged."""
+    for base in (tempfile.gettempdir(), "/var/tmp"):
+        if not os.statvfs(base).f_flag & os.ST_NOSUID:
+            return tempfile.mkdtemp(prefix="orphand-setuid-", dir=base)
+    ot.fail("no file system for a set-user-ID program: /tmp and /var/tmp are mounted nosuid")
+
+
 def main():
-    workdir = tempfile.mkdtemp(prefix="orphand-setuid-")
+    workdir = suid_dir()
     try:
         os.chmod(workdir, 0o755)
         program = os.path.join(workdir, "setuid-sleep")
