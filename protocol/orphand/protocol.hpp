@@ -10,197 +10,100 @@
 #include <cstdint>
 #include <cstring>
 
+#include "orphand/orphand.h"
+#include "orphand/reason_text.h"
+
+// The numbers and layouts are defined once, in C, in orphand/orphand.h (liborphand's public
+// header); this header gives them the names the C++ code uses.
 namespace orphand::proto {
 
 // Actions. 1-3 are the original protocol; the rest are extensions.
 enum Action : uint32_t {
-    kRegister = 1,   // kill `child` when `parent` is no longer alive
-    kUnregister = 2, // forget the binding (parent, child)
-    kPing = 3,       // legacy: echo the record back; v1: a Reply
-    kHello = 4,      // switch the connection to acknowledged mode (v1)
-    kList = 5,       // v1 only: a Reply followed by `count` BindingInfo records
-    kStatus = 6,     // v1 only: a Reply followed by one StatusInfo
+    kRegister = ORPHAND_ACTION_REGISTER,
+    kUnregister = ORPHAND_ACTION_UNREGISTER,
+    kPing = ORPHAND_ACTION_PING,
+    kHello = ORPHAND_ACTION_HELLO,
+    kList = ORPHAND_ACTION_LIST,
+    kStatus = ORPHAND_ACTION_STATUS,
 };
 
 // The legacy record: host byte order, no header, no length.
-struct Record {
-    uint32_t parent;
-    uint32_t child;
-    uint32_t action;
-};
-static_assert(sizeof(Record) == 12);
-static_assert(offsetof(Record, parent) == 0 && offsetof(Record, child) == 4 &&
-              offsetof(Record, action) == 8);
+using Record = ::orphand_record;
 
 // HELLO is sent as a legacy Record {kHelloMagic, version, kHello}. The daemon answers with a
 // Reply (error 0 and `count` = the version it speaks); from then on both sides exchange the
 // fixed-size Request and Reply below. A daemon that does not know HELLO ignores it and sends
 // nothing, so a client should wait for the reply with a timeout.
-inline constexpr uint32_t kHelloMagic = 0x4850524f; // "ORPH" read as little-endian bytes
-inline constexpr uint32_t kVersion = 1;
+inline constexpr uint32_t kHelloMagic = ORPHAND_HELLO_MAGIC;
+inline constexpr uint32_t kVersion = ORPHAND_PROTOCOL_VERSION;
 
 // Request flags (v1).
-inline constexpr uint32_t kFlagSignal = 1u << 0; // `signal` holds the first signal to send
-inline constexpr uint32_t kFlagGrace = 1u << 1;  // `grace_ms` holds the grace period
+inline constexpr uint32_t kFlagSignal = ORPHAND_FLAG_SIGNAL;
+inline constexpr uint32_t kFlagGrace = ORPHAND_FLAG_GRACE;
 
 // Grace period value meaning "never escalate to SIGKILL".
-inline constexpr uint32_t kGraceNever = 0xffffffffu;
+inline constexpr uint32_t kGraceNever = ORPHAND_GRACE_NEVER;
 
 // A request in acknowledged mode. The first 12 bytes have the layout of Record.
-struct Request {
-    uint32_t parent;
-    uint32_t child;
-    uint32_t action;
-    uint32_t seq; // echoed in the reply
-    uint32_t flags;
-    int32_t signal;    // with kFlagSignal
-    uint32_t grace_ms; // with kFlagGrace; kGraceNever disables escalation
-    uint32_t reserved; // must be 0
-};
-static_assert(sizeof(Request) == 32);
-static_assert(offsetof(Request, parent) == 0 && offsetof(Request, child) == 4 &&
-              offsetof(Request, action) == 8 && offsetof(Request, seq) == 12 &&
-              offsetof(Request, flags) == 16 && offsetof(Request, signal) == 20 &&
-              offsetof(Request, grace_ms) == 24 && offsetof(Request, reserved) == 28);
+using Request = ::orphand_request;
 
 // Why a request was refused (or, with error 0, a note on how it was accepted).
 enum Reason : uint32_t {
-    kOk = 0,
-    kParentAlreadyDead = 1,    // accepted; the child was killed at once
-    kAlreadyBound = 2,         // accepted; the binding existed already
-    kUnknownAction = 3,        // EINVAL
-    kBadPid = 4,               // EINVAL: pid 0, negative or out of range
-    kSameProcess = 5,          // EINVAL: parent and child are one process
-    kProtectedTarget = 6,      // EPERM: pid 1, orphand itself or a kernel thread
-    kNoSuchProcess = 7,        // ESRCH: the child does not exist (or is already gone)
-    kNotPermitted = 8,         // EPERM: the client may not signal that child
-    kNotPidfd = 9,             // EBADF: an fd passed with the request is not a pidfd
-    kPidfdMismatch = 10,       // EINVAL: a passed pidfd is not the pid named in the request
-    kTooManyFds = 11,          // E2BIG: more than two fds passed
-    kForeignPidNamespace = 12, // EXDEV: raw pids from a client in another pid namespace
-    kLimitUser = 13,           // EDQUOT: bindings per uid exhausted
-    kLimitParent = 14,         // EDQUOT: bindings per parent exhausted
-    kLimitConnections = 15,    // EUSERS: too many connections
-    kOutOfFds = 16,            // EMFILE/ENFILE: the daemon has no fd left for the pidfd
-    kBadPolicy = 17,           // EINVAL: invalid signal or grace period, or reserved bits set
-    kNotBound = 18,            // accepted (UNREGISTER): there was no such binding
-    kInternal = 19,            // any other errno
-    kNotAProcess = 20,         // EINVAL: a pid or pidfd names a thread, not a process
+    kOk = ORPHAND_REASON_OK,
+    kParentAlreadyDead = ORPHAND_REASON_PARENT_ALREADY_DEAD,
+    kAlreadyBound = ORPHAND_REASON_ALREADY_BOUND,
+    kUnknownAction = ORPHAND_REASON_UNKNOWN_ACTION,
+    kBadPid = ORPHAND_REASON_BAD_PID,
+    kSameProcess = ORPHAND_REASON_SAME_PROCESS,
+    kProtectedTarget = ORPHAND_REASON_PROTECTED_TARGET,
+    kNoSuchProcess = ORPHAND_REASON_NO_SUCH_PROCESS,
+    kNotPermitted = ORPHAND_REASON_NOT_PERMITTED,
+    kNotPidfd = ORPHAND_REASON_NOT_PIDFD,
+    kPidfdMismatch = ORPHAND_REASON_PIDFD_MISMATCH,
+    kTooManyFds = ORPHAND_REASON_TOO_MANY_FDS,
+    kForeignPidNamespace = ORPHAND_REASON_FOREIGN_PID_NAMESPACE,
+    kLimitUser = ORPHAND_REASON_LIMIT_USER,
+    kLimitParent = ORPHAND_REASON_LIMIT_PARENT,
+    kLimitConnections = ORPHAND_REASON_LIMIT_CONNECTIONS,
+    kOutOfFds = ORPHAND_REASON_OUT_OF_FDS,
+    kBadPolicy = ORPHAND_REASON_BAD_POLICY,
+    kNotBound = ORPHAND_REASON_NOT_BOUND,
+    kInternal = ORPHAND_REASON_INTERNAL,
+    kNotAProcess = ORPHAND_REASON_NOT_A_PROCESS,
     kReasonCount
 };
 
 // The reply to a v1 request (and to HELLO).
-struct Reply {
-    uint32_t seq;    // the request's seq
-    uint32_t action; // the request's action
-    int32_t error;   // 0 or a negative errno
-    uint32_t reason; // a Reason
-    uint32_t count;  // HELLO: version; LIST: number of BindingInfo that follow; STATUS: 1
-    uint32_t reserved[3];
-};
-static_assert(sizeof(Reply) == 32);
-static_assert(offsetof(Reply, error) == 8 && offsetof(Reply, count) == 16);
+using Reply = ::orphand_reply;
 
-inline constexpr size_t kCommLen = 16; // TASK_COMM_LEN
+inline constexpr size_t kCommLen = ORPHAND_COMM_LEN;
 
 // One live binding, as listed by LIST.
-struct BindingInfo {
-    uint32_t parent_pid;
-    uint32_t child_pid;
-    uint32_t registrant_uid;
-    uint32_t registrant_pid;
-    int32_t signal;
-    uint32_t grace_ms;
-    uint64_t age_ms;
-    char parent_comm[kCommLen]; // NUL-terminated
-    char child_comm[kCommLen];  // NUL-terminated
-};
-static_assert(sizeof(BindingInfo) == 64);
+using BindingInfo = ::orphand_binding_info;
 
 // Kernel features in use, as reported by STATUS.
 enum Feature : uint32_t {
-    kFeaturePeerPidfd = 1u << 0,  // SO_PEERPIDFD (Linux 6.5)
-    kFeaturePidfdInfo = 1u << 1,  // PIDFD_GET_INFO (Linux 6.13)
-    kFeatureExitInfo = 1u << 2,   // PIDFD_INFO_EXIT (Linux 6.15)
-    kFeaturePidfsInode = 1u << 3, // unique pidfs inode numbers (Linux 6.9)
-    kFeatureDurable = 1u << 4,    // bindings survive restarts and crashes (the binding log)
-    kFeatureJournal = 1u << 5,    // logging to the journal
+    kFeaturePeerPidfd = ORPHAND_FEATURE_PEER_PIDFD,
+    kFeaturePidfdInfo = ORPHAND_FEATURE_PIDFD_INFO,
+    kFeatureExitInfo = ORPHAND_FEATURE_EXIT_INFO,
+    kFeaturePidfsInode = ORPHAND_FEATURE_PIDFS_INODE,
+    kFeatureDurable = ORPHAND_FEATURE_DURABLE,
+    kFeatureJournal = ORPHAND_FEATURE_JOURNAL,
 };
 
-struct StatusInfo {
-    char version[16]; // NUL-terminated
-    uint64_t uptime_ms;
-    uint64_t kills;
-    uint32_t parents;
-    uint32_t children;
-    uint32_t bindings;
-    uint32_t connections;
-    uint32_t features; // Feature bits
-    uint32_t daemon_pid;
-    uint32_t default_signal;
-    uint32_t default_grace_ms;
-    uint32_t scope; // kStatusAll, or kStatusOwn: the figures are the client's own
-    uint32_t reserved[3];
-};
-static_assert(sizeof(StatusInfo) == 80);
-static_assert(offsetof(StatusInfo, scope) == 64);
+using StatusInfo = ::orphand_status_info;
 
 // StatusInfo::scope. An unprivileged client is told its own bindings, kills and connections,
 // and no parent or child counts; root and CAP_KILL holders are told the daemon's.
-inline constexpr uint32_t kStatusAll = 0;
-inline constexpr uint32_t kStatusOwn = 1;
+inline constexpr uint32_t kStatusAll = ORPHAND_STATUS_SCOPE_ALL;
+inline constexpr uint32_t kStatusOwn = ORPHAND_STATUS_SCOPE_OWN;
 
 // The maximum number of fds a REGISTER may carry: the child's pidfd, then the parent's.
-inline constexpr size_t kMaxFds = 2;
+inline constexpr size_t kMaxFds = ORPHAND_MAX_FDS;
 
 // Human-readable text for a Reason; never null.
 constexpr const char *reason_text(uint32_t reason) {
-    switch (reason) {
-    case kOk:
-        return "ok";
-    case kParentAlreadyDead:
-        return "parent already dead, child killed at once";
-    case kAlreadyBound:
-        return "already bound";
-    case kUnknownAction:
-        return "unknown action";
-    case kBadPid:
-        return "invalid pid";
-    case kSameProcess:
-        return "parent and child are the same process";
-    case kProtectedTarget:
-        return "protected target (pid 1, orphand or a kernel thread)";
-    case kNoSuchProcess:
-        return "no such process";
-    case kNotPermitted:
-        return "not permitted to signal that child";
-    case kNotPidfd:
-        return "passed fd is not a pidfd";
-    case kPidfdMismatch:
-        return "passed pidfd does not match the pid in the request";
-    case kTooManyFds:
-        return "too many fds passed";
-    case kForeignPidNamespace:
-        return "client in another pid namespace must pass pidfds";
-    case kLimitUser:
-        return "too many bindings for this user";
-    case kLimitParent:
-        return "too many bindings for this parent";
-    case kLimitConnections:
-        return "too many connections";
-    case kOutOfFds:
-        return "daemon out of file descriptors";
-    case kBadPolicy:
-        return "invalid signal, grace period or flags";
-    case kNotBound:
-        return "no such binding";
-    case kInternal:
-        return "internal error";
-    case kNotAProcess:
-        return "names a thread, not a process";
-    default:
-        return "unknown reason";
-    }
+    return orphand_reason_text_(reason);
 }
 
 inline constexpr size_t kMaxMessage = sizeof(Request);
