@@ -17,6 +17,7 @@
 
 #include "options.hpp"
 #include "orphand/protocol.hpp"
+#include "orphand/socket_path.h"
 #include "orphand_config.h"
 #include "pidfd.hpp"
 #include "send_fds.hpp"
@@ -53,19 +54,16 @@ const char *kUsage =
     std::exit(1);
 }
 
+// The rule every client follows (orphand(3)); a path too long for a socket is refused when
+// connecting, with its name.
 std::string socket_path(const std::string &option) {
-    if (!option.empty())
-        return option;
-    if (const char *env = std::getenv("ORPHAND_SOCKET"); env && *env)
-        return env;
-    if (::geteuid() != 0) {
-        if (const char *rt = std::getenv("XDG_RUNTIME_DIR"); rt && *rt == '/') {
-            std::string user = std::string(rt) + "/orphand.sock";
-            if (::access(user.c_str(), F_OK) == 0)
-                return user;
-        }
+    std::vector<char> buf(option.size() + 4096);
+    for (;;) {
+        int n = orphand_socket_path_resolve(option.c_str(), buf.data(), buf.size());
+        if (n >= 0)
+            return std::string(buf.data(), static_cast<size_t>(n));
+        buf.resize(buf.size() * 2);
     }
-    return "/run/orphand/orphand.sock";
 }
 
 class Client {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "orphand/orphand.h"
 #include "pidfd.hpp"
 
 namespace orphand {
@@ -65,13 +66,14 @@ bool parse_grace(const std::string &text, uint32_t *grace_ms) {
     return true;
 }
 
+// Where clients look (orphand/socket_path.h): the names come from the same header.
 std::string default_socket_path() {
     if (::geteuid() == 0)
-        return "/run/orphand/orphand.sock";
+        return ORPHAND_SYSTEM_SOCKET;
     const char *runtime = std::getenv("XDG_RUNTIME_DIR");
     if (!runtime || runtime[0] != '/')
         throw UsageError("XDG_RUNTIME_DIR is not set (or not absolute): use --socket PATH");
-    return std::string(runtime) + "/orphand.sock";
+    return std::string(runtime) + "/" ORPHAND_USER_SOCKET_NAME;
 }
 
 Options parse_options(int argc, char **argv) {

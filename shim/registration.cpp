@@ -20,11 +20,10 @@
 #include <unistd.h>
 
 #include "orphand/protocol.hpp"
+#include "orphand/socket_path.h"
 
 namespace orphand::shim {
 namespace {
-
-constexpr char kDefaultSocket[] = "/run/orphand/orphand.sock";
 
 // waitid()'s P_PIDFD (Linux 5.4); glibc 2.36 headers do not all spell it.
 constexpr int kPPidfd = 3;
@@ -140,9 +139,10 @@ bool debug_enabled() {
     return v && v[0] && !(v[0] == '0' && v[1] == '\0');
 }
 
-const char *socket_path() {
-    const char *p = ::getenv("ORPHAND_SOCKET");
-    return p && p[0] ? p : kDefaultSocket;
+// The socket by the rule every client follows (socket_path.h: no allocation, no stdio), into
+// `buf` (a sockaddr_un's sun_path). Its length, or -ENAMETOOLONG.
+template <size_t N> int socket_path(char (&buf)[N]) {
+    return orphand_socket_path_resolve(nullptr, buf, N);
 }
 
 void report(pid_t self, pid_t child, const Failure &f) {
@@ -159,7 +159,8 @@ void report(pid_t self, pid_t child, const Failure &f) {
         else
             line.add("errno ").add(long{f.error});
     }
-    line.add(" [").add(socket_path()).add("]");
+    char path[sizeof(sockaddr_un::sun_path)];
+    line.add(" [").add(socket_path(path) >= 0 ? path : "socket path too long").add("]");
     line.write_stderr();
 }
 
@@ -192,16 +193,15 @@ template <typename Op> long with_retry(Op op) {
 
 // Connects, sends {self, child, REGISTER} with the child's pidfd, closes. True on success.
 bool send_register(pid_t self, pid_t child, int pidfd, Failure &f) {
-    const char *path = socket_path();
     struct sockaddr_un addr {};
     addr.sun_family = AF_UNIX;
-    size_t len = ::strlen(path);
-    if (len >= sizeof(addr.sun_path)) {
+    int len = socket_path(addr.sun_path);
+    if (len < 0) {
         f = {"socket path too long", ENAMETOOLONG};
         return false;
     }
-    ::memcpy(addr.sun_path, path, len + 1);
-    auto addr_len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + len + 1);
+    auto addr_len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) +
+                                           static_cast<size_t>(len) + 1);
 
     // Non-blocking, so a stopped or overloaded daemon cannot hang the program.
     UniqueFd sock(::syscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
