@@ -7,6 +7,7 @@ nothing is installed on the host).
 With --version-only it checks just that debian/changelog's version is meson's project version.
 """
 
+import gzip
 import os
 import re
 import shutil
@@ -20,10 +21,14 @@ from nspawn import (Container, bindings, journal, listeners, main_pid, report_fa
 from orphtest import check, fail, skip
 
 SOURCE = os.environ["ORPHAND_SOURCE_DIR"]
+sys.path.insert(0, os.path.join(SOURCE, "tests", "lib"))
+from test_example import example_source  # noqa: E402 - orphand(3)'s example, as tests/lib takes it
+
 VERSION = os.environ["ORPHAND_VERSION"]
 DEBS_IN = "/opt/orphand-debs"  # the built packages, read-only inside the container
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SOCKET = "/run/orphand/orphand.sock"
+LIBRARY_PACKAGES = ("liborphand0", "liborphand-dev")
 BUILD_TIMEOUT = 1200
 APT_TIMEOUT = 300
 # Where the container looks for anything of orphand's left behind (/usr/local is hidden).
@@ -107,11 +112,13 @@ def build_package(work):
     version = changelog_version()
     deb = os.path.join(work, f"orphand_{version}_{arch}.deb")
     changes = os.path.join(work, f"orphand_{version}_{arch}.changes")
-    check(os.path.exists(deb) and os.path.exists(changes),
-          f"no {os.path.basename(deb)} and .changes: {sorted(os.listdir(work))}")
+    libs = [os.path.join(work, f"{p}_{version}_{arch}.deb") for p in LIBRARY_PACKAGES]
+    check(all(os.path.exists(f) for f in [deb, changes, *libs]),
+          f"no {os.path.basename(deb)}, library packages and .changes: "
+          f"{sorted(os.listdir(work))}")
     print(f"dpkg-buildpackage -us -uc -b: {os.path.basename(deb)} in "
           f"{timings['dpkg-buildpackage']:.0f} s (DEB_BUILD_OPTIONS={env['DEB_BUILD_OPTIONS']})")
-    return deb, changes
+    return deb, libs, changes
 
 
 def run_lintian(changes):
@@ -190,14 +197,16 @@ def package_paths(deb):
     return {os.path.normpath("/" + n) for n in names if n}
 
 
-def step_clean_slate(c, deb):
+def step_clean_slate(c, debs):
     """Nothing of orphand's is visible before the install: not the host's, not a meson one.
     Returns the package's paths that exist already, and the paths named after orphand."""
-    r = c.run("dpkg-query", "-W", "-f=${Status}", "orphand", check=False)
-    if "installed" in r.stdout.split():
-        # The host has the package: remove it in the container only (the overlay's upper layer).
-        print("the host has orphand installed: purged inside the container first")
-        apt(c, "purge", "orphand")
+    for pkg in ("orphand", *LIBRARY_PACKAGES):
+        r = c.run("dpkg-query", "-W", "-f=${Status}", pkg, check=False)
+        if "installed" in r.stdout.split():
+            # The host has the package: remove it in the container only (the overlay's upper
+            # layer).
+            print(f"the host has {pkg} installed: purged inside the container first")
+            apt(c, "purge", pkg)
     if exists(c, "/usr/sbin/policy-rc.d"):
         # A container image's "start no service" policy (exit 101), which a real system lacks.
         c.run("rm", "/usr/sbin/policy-rc.d")
@@ -206,7 +215,7 @@ def step_clean_slate(c, deb):
     check(not units, f"orphand units are visible before the install: {units}")
     r = c.run("sh", "-c", "command -v orphand orphanctl", check=False)
     check(r.stdout.strip() == "", f"orphand binaries are visible before the install: {r.stdout}")
-    return {p for p in package_paths(deb) if exists(c, p)}, leftovers(c)
+    return {p for deb in debs for p in package_paths(deb) if exists(c, p)}, leftovers(c)
 
 
 def step_install(c, deb):
@@ -251,6 +260,34 @@ def step_install(c, deb):
     print(f"install: {len(files)} paths, catalog has all {len(message_ids())} MESSAGE_IDs, "
           f"orphanctl run's child dead {took * 1000:.0f} ms after its parent")
     return files, shim
+
+
+def step_library(c, libs):
+    """liborphand0 and liborphand-dev: orphand(3)'s example, taken from the installed page,
+    builds with pkg-config alone, and the child it binds dies with it. The packages' paths."""
+    _, took = apt(c, "install", *(f"{DEBS_IN}/{os.path.basename(f)}" for f in libs))
+    timings["apt-get install (library)"] = took
+    files = [os.path.normpath(f) for pkg in LIBRARY_PACKAGES
+             for f in c.run("dpkg", "-L", pkg).stdout.split()]
+    with gzip.open(f"/proc/{c.init}/root/usr/share/man/man3/orphand.3.gz", "rt") as f:
+        source = example_source(f.read())
+    with open(f"/proc/{c.init}/root/run/orphtest-example.c", "w") as f:
+        f.write(source)
+    c.sh("cc -Wall -Werror -o /run/orphtest-example /run/orphtest-example.c "
+         "$(pkg-config --cflags --libs orphand)")
+    # KillMode=process: systemd leaves the child alone when the example dies; only orphand
+    # can kill it.
+    example = spawn(c, "orphtest-example", ["/run/orphtest-example"],
+                    props=["KillMode=process"])
+    c.wait_until(lambda: any(p == example for p, _ in bindings(c)), "the example's binding")
+    child = next(ch for p, ch in bindings(c) if p == example)
+    t0 = time.monotonic()
+    c.run("kill", "-KILL", str(example))
+    took = c.wait_dead([child], since=t0)
+    c.run("rm", "/run/orphtest-example", "/run/orphtest-example.c")
+    print(f"library: orphand(3)'s example built with pkg-config in the container; its child "
+          f"dead {took * 1000:.0f} ms after it was SIGKILLed")
+    return files
 
 
 def step_shim_service(c, shim):
@@ -320,11 +357,14 @@ def step_upgrade(c, deb, version):
 
 def step_purge(c, files, existing, named):
     pid = main_pid(c)
-    _, took = apt(c, "purge", "orphand")
+    _, took = apt(c, "purge", "orphand", *LIBRARY_PACKAGES)
     timings["apt-get purge"] = took
     status = c.run("dpkg-query", "-W", "-f=${Status}", "orphand", check=False).stdout
     check("installed" not in status.split() and "config-files" not in status.split(),
           f"orphand is still known to dpkg: {status!r}")
+    for pkg in LIBRARY_PACKAGES:
+        status = c.run("dpkg-query", "-W", "-f=${Status}", pkg, check=False).stdout
+        check("installed" not in status.split(), f"{pkg} is still installed: {status!r}")
     check(not c.alive(pid), f"orphand (pid {pid}) outlived the purge")
     check(not orphand_processes(c), f"orphand processes left: {orphand_processes(c)}")
     check(not unit_files(c), f"orphand units are still known to systemd: {unit_files(c)}")
@@ -365,7 +405,7 @@ def main():
     try:
         debs = os.path.join(work, "debs")
         os.mkdir(debs)
-        deb, changes = build_package(debs)
+        deb, libs, changes = build_package(debs)
         run_lintian(changes)
         print(subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True).stdout)
         upgrade, upgrade_version = bumped_package(deb, work)
@@ -383,8 +423,9 @@ def main():
             init_args=["systemd.unit=basic.target"])
         container.start()
         timings["boot"] = container.boot_seconds
-        existing, named = step_clean_slate(container, deb)
+        existing, named = step_clean_slate(container, [deb, *libs])
         files, shim = step_install(container, deb)
+        files += step_library(container, libs)
         step_shim_service(container, shim)
         step_upgrade(container, upgrade, upgrade_version)
         step_purge(container, files, existing, named)
