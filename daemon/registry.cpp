@@ -6,7 +6,6 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -52,14 +51,8 @@ Process *Registry::find(pid_t pid) {
     if (!p)
         return nullptr;
     if (p->pidfd.exited()) {
-        // Once reaped, its pid may already belong to another process. A child has no exit
-        // event to wait for: its exit is handled now.
-        if (!p->watched) {
-            process_exited(p);
-            return nullptr;
-        }
-        // A parent's exit event is queued but not yet handled: stop mapping the pid to it, and
-        // let the queued event handle it.
+        // Its exit event is queued but not yet handled. Once reaped, its pid may already belong
+        // to another process: stop mapping the pid to it, and let the queued event handle it.
         processes_.erase(p);
         detached_.push_back(p);
         return nullptr;
@@ -72,29 +65,19 @@ Process *Registry::intern(PidFd pidfd, Verdict *error) {
         existing->lingering = false;
         return existing; // the pid of a live process names exactly one process
     }
-    if (limits_.max_processes && processes_.size() + detached_.size() >= limits_.max_processes)
-        sweep_for_limit();
     if (limits_.max_processes && processes_.size() + detached_.size() >= limits_.max_processes) {
         *error = {-EMFILE, proto::kOutOfFds};
         return nullptr;
     }
     auto *p = new Process(std::move(pidfd));
-    processes_.insert(p);
-    ++unwatched_;
-    return p;
-}
-
-bool Registry::watch(Process *p, Verdict *error) {
-    if (p->watched)
-        return true;
     if (auto r = loop_.add(p->pidfd.fd(), EPOLLIN, p); !r) {
         error->error = r.code();
         error->reason = r.code() == -ENOMEM ? proto::kOutOfFds : proto::kInternal;
-        return false;
+        delete p;
+        return nullptr;
     }
-    p->watched = true;
-    --unwatched_;
-    return true;
+    processes_.insert(p);
+    return p;
 }
 
 void Registry::name_parents() {
@@ -162,19 +145,12 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
     }
 
     if (limits_.bindings_per_uid && !who.privileged &&
-        bindings_of(who.uid) >= limits_.bindings_per_uid) {
-        sweep_for_limit(); // bindings of children that have exited do not count
-        if (bindings_of(who.uid) >= limits_.bindings_per_uid)
-            return {-EDQUOT, proto::kLimitUser};
-    }
+        bindings_of(who.uid) >= limits_.bindings_per_uid)
+        return {-EDQUOT, proto::kLimitUser};
 
     Process *parent = intern(std::move(parent_fd), &v);
     if (!parent)
         return v;
-    if (!watch(parent, &v)) {
-        release_if_idle(parent);
-        return v;
-    }
     // A parent's name is read while it lives: by the time its death is handled, it may be
     // reaped and gone from /proc. It is read once the loop is idle, so that a flood of
     // registrations is not slowed by /proc. Children's names are read when they are killed or
@@ -201,11 +177,8 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         if (b->parent == parent && b->registrant.uid == who.uid)
             return {0, proto::kAlreadyBound};
     if (limits_.bindings_per_parent && parent->n_children >= limits_.bindings_per_parent) {
-        sweep(parent);
-        if (parent->n_children >= limits_.bindings_per_parent) {
-            release_if_idle(child);
-            return {-EDQUOT, proto::kLimitParent};
-        }
+        release_if_idle(child);
+        return {-EDQUOT, proto::kLimitParent};
     }
 
     auto *b = new Binding;
@@ -217,8 +190,6 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
     link(b);
     if (store_)
         store_->binding_added(*b);
-    if (parent->n_children >= parent->sweep_at)
-        sweep(parent);
     return {0, proto::kOk};
 }
 
@@ -319,10 +290,7 @@ void Registry::destroy(Process *p, PidFd *keep) {
     while (p->parents)
         retire(p->parents);
     cancel(p);
-    if (p->watched)
-        loop_.remove(p->pidfd.fd());
-    else
-        --unwatched_;
+    loop_.remove(p->pidfd.fd());
     if (processes_.find(p->pid()) == p)
         processes_.erase(p);
     else
@@ -352,17 +320,10 @@ void Registry::signal_children(Process *p) {
     uint64_t death_ns = monotonic_ns();
     // The signals first, back to back: what each kill leaves to note and schedule waits until
     // every child has its signal.
-    // Children whose exit the daemon has not yet retired are left alone: a zombie would take
-    // the signal as a no-op, and the journal would tell of a kill that never was.
-    swept_.clear();
+    sent_.clear();
+    sent_.reserve(p->n_children);
     for (Binding *b = p->children; b; b = b->next_child)
-        swept_.push_back(b->child);
-    poll_exited(swept_);
-    sent_.assign(p->n_children, Sent{});
-    size_t at = 0;
-    for (Binding *b = p->children; b; b = b->next_child, ++at)
-        if (!exited_[at])
-            sent_[at] = send(b->child, b->policy, b->registrant, death_ns);
+        sent_.push_back(send(b->child, b->policy, b->registrant, death_ns));
     auto dead = std::make_shared<DeadParent>();
     dead->pid = p->pid();
     dead->comm = p->comm;
@@ -404,7 +365,9 @@ void Registry::process_exited(Process *p) {
 Registry::Sent Registry::send(Process *child, const Policy &policy, const Registrant &who,
                               uint64_t death_ns) {
     // A child already signalled for another binding gets this one's signal too: no binding,
-    // whoever made it, is weakened by another's policy.
+    // whoever made it, is weakened by another's policy. A child that has exited but is not yet
+    // reaped takes the signal as a no-op (its own exit event then retires it and cancels any
+    // escalation): asking first would cost every kill a system call.
     Sent s;
     if (!who.privileged) {
         // Checked again now: the child may have changed its credentials since registration.
@@ -450,25 +413,26 @@ void Registry::note(const Sent &s, Process *child, const Policy &policy, const R
 
 void Registry::kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
                     Notice notice, const std::shared_ptr<DeadParent> &parent) {
-    // A single kill (a parent found dead at registration or at start-up): its child is named
-    // first, as it could be reaped a moment after its signal, and no other kill waits.
-    read_comm(child);
     Sent s = send(child, policy, who, death_ns);
+    // A single kill (a parent found dead at registration or at start-up): its child is named
+    // at once, before it can be reaped, as no other kill of the death waits.
+    if (s.outcome != Sent::Gone)
+        read_comm(child);
     note(s, child, policy, who, notice, parent);
 }
 
 void Registry::after_kills() {
     for (auto it = notes_.end() - static_cast<std::ptrdiff_t>(unpinned_); it != notes_.end();
          ++it) {
-        // A child not yet named (bound less than kChildNameAfterNs ago) is named now, once
-        // every signal of the batch is out: it has barely begun to die, and is at worst a
-        // zombie, which keeps its name. Naming each before its signal would delay the kills of
-        // a burst of new children by a /proc read each. The name is lost only if the child's
-        // own parent reaps it before this line runs.
-        if (it->pending && it->comm[0] == '\0') {
-            read_comm(it->pending);
-            it->comm = it->pending->comm;
+        if (!it->pending || it->comm[0] != '\0') {
+            it->pending = nullptr; // named already: no pidfd needed
+            continue;
         }
+        // Without a pidfd of its own, a note could not tell the child's name from that of a
+        // later process with its pid. Without an fd to spare, the name is left unknown.
+        int fd = ::fcntl(it->pending->pidfd.fd(), F_DUPFD_CLOEXEC, 3);
+        if (fd >= 0)
+            it->child = PidFd(it->child_pid, UniqueFd(fd));
         it->pending = nullptr;
     }
     unpinned_ = 0;
@@ -487,7 +451,9 @@ void Registry::describe(size_t max) {
 }
 
 void Registry::describe_one(KillNote &note) {
-    std::string child_comm = note.comm[0] != '\0' ? note.comm.data() : "?";
+    std::string child_comm = note.comm[0] != '\0' ? note.comm.data()
+                             : note.child.valid() ? note.child.comm()
+                                                  : "?";
     std::string child_pid = std::to_string(note.child_pid);
     std::string uid = std::to_string(note.who.uid);
     if (note.notice == Notice::Escalated) {
@@ -610,7 +576,7 @@ void Registry::rearm() {
 
 void Registry::escalate(Process *p, const Escalation &e) {
     if (p->pidfd.exited())
-        return; // the timer releases it, and a sweep its bindings
+        return; // its own exit event retires it
     KillNote note;
     note.child_pid = p->pid();
     note.pending = p;
@@ -684,74 +650,7 @@ void Registry::for_each(const std::function<void(const Binding &)> &fn) const {
 }
 
 RegistryStats Registry::stats() const {
-    return {parents_,
-            children_,
-            bindings_,
-            kills_,
-            static_cast<uint32_t>(processes_.size() + detached_.size()),
-            unwatched_};
-}
-
-void Registry::poll_exited(const std::vector<Process *> &children) {
-    polled_.resize(children.size());
-    for (size_t i = 0; i < children.size(); ++i)
-        polled_[i] = {children[i]->pidfd.fd(), POLLIN, 0};
-    // poll(2) refuses more fds than RLIMIT_NOFILE in one call.
-    constexpr size_t kChunk = 1024;
-    for (size_t at = 0; at < polled_.size(); at += kChunk)
-        (void)::poll(polled_.data() + at, std::min(kChunk, polled_.size() - at), 0);
-    // A failed poll leaves revents 0: those children are taken as alive, which is safe (a
-    // pidfd never signals another process).
-    exited_.resize(children.size());
-    for (size_t i = 0; i < children.size(); ++i)
-        exited_[i] = (polled_[i].revents & (POLLIN | POLLHUP)) != 0;
-}
-
-void Registry::retire_exited() {
-    poll_exited(swept_);
-    for (size_t i = 0; i < swept_.size(); ++i)
-        if (exited_[i] && !swept_[i]->destroyed)
-            process_exited(swept_[i]); // a child listed twice is handled once
-}
-
-void Registry::sweep(Process *parent) {
-    swept_.clear();
-    for (Binding *b = parent->children; b; b = b->next_child)
-        swept_.push_back(b->child);
-    retire_exited();
-    // A parent whose last child was swept stays watched for now: it is being bound again.
-    parent->lingering = false;
-    parent->sweep_at = std::max(kSweepFloor, 2 * parent->n_children);
-}
-
-void Registry::sweep_all() {
-    std::vector<Process *> parents;
-    swept_.clear();
-    processes_.for_each([&](Process *p) {
-        if (!p->children)
-            return;
-        parents.push_back(p);
-        for (Binding *b = p->children; b; b = b->next_child)
-            swept_.push_back(b->child);
-    });
-    retire_exited();
-    for (Process *p : parents)
-        if (!p->destroyed)
-            p->sweep_at = std::max(kSweepFloor, 2 * p->n_children);
-    // A pass over every binding leaves its buffers as large as the registry: not kept.
-    if (swept_.capacity() > kSweepFloor * 16) {
-        swept_ = {};
-        polled_ = {};
-        exited_ = {};
-    }
-}
-
-void Registry::sweep_for_limit() {
-    uint64_t now = monotonic_ns();
-    if (limit_sweep_ns_ != 0 && now - limit_sweep_ns_ < kLimitSweepNs)
-        return;
-    limit_sweep_ns_ = now;
-    sweep_all();
+    return {parents_, children_, bindings_, kills_};
 }
 
 UidStats Registry::stats_of(uid_t uid) const {

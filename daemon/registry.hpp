@@ -2,7 +2,6 @@
 // Registry: the watched processes, the bindings between them, and the kills they cause.
 #pragma once
 
-#include <poll.h>
 #include <sys/types.h>
 
 #include <array>
@@ -41,9 +40,6 @@ struct Registrant {
 
 struct Process;
 
-// The least number of bindings a parent holds before its exited children are retired.
-inline constexpr uint32_t kSweepFloor = 64;
-
 // A SIGKILL due when a killed child outlives its grace period. A child killed for several
 // bindings has one for each: every binding's policy is carried out.
 struct Escalation {
@@ -53,10 +49,8 @@ struct Escalation {
     static constexpr uint32_t kNoSlot = ~0u;
 };
 
-// A process the registry holds a pidfd of: a parent of some bindings, a child of others, or a
-// child being killed. Only parents are watched (their pidfds are in the loop): a child's exit
-// costs the daemon no wakeup, and its bindings are retired lazily (see Registry::sweep).
-// Kept small (one per process held, up to the fd limit): fields are ordered to pack.
+// A watched process: a parent of some bindings, a child of others, or a child being killed.
+// Kept small (one per watched process, up to the fd limit): fields are ordered to pack.
 struct Process : Source {
     explicit Process(PidFd p) : Source(Kind::Process), pidfd(std::move(p)) {}
     pid_t pid() const { return pidfd.pid(); }
@@ -68,11 +62,9 @@ struct Process : Source {
     bool was_parent = false;        // has been a parent: lingers once its bindings are gone
     bool lingering = false;         // a parent without bindings, kept watched for a while
     bool signalled = false;         // its death has been acted on: its children are signalled
-    bool watched = false;           // its pidfd is in the loop: it is, or has been, a parent
     PidFd pidfd;
     uint64_t identity = 0; // the binding log's name for it (see BindingStore); 0: not yet
     uint32_t n_children = 0;
-    uint32_t sweep_at = kSweepFloor; // n_children at which exited children are next retired
     std::array<char, proto::kCommLen> comm{}; // read when it becomes a parent, or killed
     Binding *children = nullptr;              // bindings in which this process is the parent
     Binding *parents = nullptr;               // bindings in which this process is the child
@@ -122,8 +114,6 @@ struct RegistryStats {
     uint32_t children = 0;
     uint32_t bindings = 0;
     uint64_t kills = 0;
-    uint32_t held = 0;      // processes held, a pidfd each (also those awaiting an escalation)
-    uint32_t unwatched = 0; // of those, the ones the loop does not watch
 };
 
 // What one registrant uid may learn of its own bindings.
@@ -165,9 +155,9 @@ class Registry {
     // signal_children was not called).
     void signal_children(Process *p);
     void process_exited(Process *p);
-    // The bookkeeping that waits until the kills are out: names the children of new notes that
-    // are not named yet (before any process may be destroyed), and records new escalations in
-    // the store.
+    // The bookkeeping that waits until the kills are out: gives every note that still points at
+    // a registry process its own pidfd duplicate (before any process may be destroyed), and
+    // records new escalations in the store.
     void after_kills();
     // Kills are described (read from /proc, logged) after every kill of the batch is out, a
     // few at a time, so that descriptions never hold up a kill or a registration.
@@ -193,14 +183,6 @@ class Registry {
     // were freed (each had closed its pidfd).
     size_t collect();
 
-    // Retires the bindings of children that have exited, and frees what only they held. A
-    // child's exit wakes nothing: its bindings are retired when its parent dies, when its
-    // parent's list has doubled since it was last swept (amortised: a parent holds at most
-    // twice the bindings it had at its last sweep, plus kSweepFloor), when a limit would refuse
-    // a registration, and before bindings are listed or counted for a client.
-    void sweep(Process *parent);
-    void sweep_all();
-
     // Visits every binding.
     void for_each(const std::function<void(const Binding &)> &fn) const;
     RegistryStats stats() const;
@@ -214,17 +196,6 @@ class Registry {
 
   private:
     Process *intern(PidFd pidfd, Verdict *error);
-    // Puts a parent's pidfd in the loop, once. False (and `error` set) if it cannot.
-    bool watch(Process *p, Verdict *error);
-    // Which of `children`'s processes have exited, by one poll(2) over their pidfds (in chunks):
-    // exited_[i] for children[i].
-    void poll_exited(const std::vector<Process *> &children);
-    // Polls swept_ and handles the exit of each process in it that has exited.
-    void retire_exited();
-    // sweep_all(), unless one ran within kLimitSweepNs: a client refused for a limit cannot
-    // make every request cost a pass over all bindings.
-    void sweep_for_limit();
-    static constexpr uint64_t kLimitSweepNs = 100'000'000;
     // Fills p->comm once, from /proc, if the process is still there.
     void read_comm(Process *p);
     void link(Binding *b);
@@ -254,9 +225,10 @@ class Registry {
         Notice notice = Notice::Watched;
         int signal = 0;
         pid_t child_pid = 0;
-        Process *pending = nullptr; // until after_kills(): the child, still in the registry
-        std::array<char, proto::kCommLen> comm{}; // the child's name; "?" if it could not be read
-        uid_t child_ruid = 0;                     // Refused: the child's uid now
+        Process *pending = nullptr;               // until pinned: the child, still in the registry
+        std::array<char, proto::kCommLen> comm{}; // the child's name, if read before the kill
+        PidFd child;          // once pinned, if the name is unknown: a duplicate, to read it safely
+        uid_t child_ruid = 0; // Refused: the child's uid now
         Registrant who;
         uint64_t latency_us = 0;
         std::shared_ptr<DeadParent> parent; // null for escalations
@@ -297,12 +269,7 @@ class Registry {
     std::unordered_map<uid_t, uint64_t> kills_per_uid_;
     std::vector<Process *> graveyard_;
     std::deque<KillNote> notes_;
-    std::vector<Sent> sent_;       // signal_children's, kept to reuse its memory
-    std::vector<Process *> swept_; // sweep's and signal_children's, kept to reuse its memory
-    std::vector<uint8_t> exited_;  // poll_exited's answer
-    std::vector<struct pollfd> polled_;
-    uint64_t limit_sweep_ns_ = 0; // when sweep_for_limit last swept
-    uint32_t unwatched_ = 0;
+    std::vector<Sent> sent_; // signal_children's, kept to reuse its memory
     std::unordered_map<Process *, std::shared_ptr<DeadParent>> dying_; // signalled, not retired
     size_t unpinned_ = 0;        // notes_ at the back still pointing at registry processes
     std::vector<pid_t> unnamed_; // parents to name (by pid: they may be gone by then)

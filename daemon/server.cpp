@@ -434,12 +434,9 @@ bool Server::dispatch(int timeout_ms) {
     // glibc keeps freed heap pages: after a burst (a flood of clients, a kill storm) the
     // daemon would stay at its peak size. Give them back once most of the peak is gone.
     auto s = registry_->stats();
-    size_t live = connections_.size() + s.held;
+    size_t live = connections_.size() + s.parents + s.children;
     live_high_ = std::max(live_high_, live);
-    // Also once nothing is left at all, however small the burst was: an idle daemon is back at
-    // its size at start.
-    if ((live == 0 && live_high_ > 0) ||
-        (live_high_ - live >= kTrimAfter && live <= live_high_ / 2)) {
+    if (live_high_ - live >= kTrimAfter && live <= live_high_ / 2) {
         ::malloc_trim(0);
         live_high_ = live;
     }
@@ -1199,7 +1196,6 @@ void Server::close_connection(Connection *c) {
 }
 
 void Server::list(Connection *c, const proto::Request &q) {
-    registry_->sweep_all(); // no binding of a child that has exited is listed
     std::vector<proto::BindingInfo> infos;
     infos.reserve(registry_->stats().bindings);
     uint64_t now = monotonic_ns();
@@ -1226,7 +1222,6 @@ void Server::list(Connection *c, const proto::Request &q) {
 }
 
 void Server::status(Connection *c, const proto::Request &q) {
-    registry_->sweep_all(); // no binding of a child that has exited is counted
     auto s = registry_->stats();
     proto::StatusInfo info{};
     std::snprintf(info.version, sizeof(info.version), "%s", ORPHAND_VERSION);

@@ -14,7 +14,7 @@
 //   send with fds starts within it, and never for fds that are just the pidfds of the child and
 //   parent it names, sent with its first byte;
 // - once the connection is closed and the FdCloser idle, this process holds the fds it held
-//   before, apart from the pidfds of the processes the registry keeps.
+//   before, apart from those the loop watches (the pidfds of the processes the registry keeps).
 // Like fuzz_request, the Server may really kill: run it as pid 1 of a private pid namespace.
 //
 // Input layout: [peer] then operations, each [op] [arguments] (see Builder::step).
@@ -449,8 +449,7 @@ void check_replies(const Plan &plan, const std::string &replies) {
         fail("replies that no request called for");
 }
 
-// Fds this process holds that are neither watched by the Server's loop nor the pidfds of the
-// children its registry holds (those are not watched: see Registry::sweep).
+// Fds this process holds that the Server's loop does not watch.
 long unwatched_fds() {
     long count = 0;
     DIR *dir = ::opendir("/proc/self/fd");
@@ -461,7 +460,6 @@ long unwatched_fds() {
             ++count;
     ::closedir(dir);
     --count; // the directory's own
-    count -= g_server->registry().stats().unwatched;
     for (int ep : g_epolls) {
         char path[64];
         std::snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: MIT
-"""A child that exits on its own: its binding is gone from LIST and STATUS, without UNREGISTER."""
+"""A child that exits on its own: its binding is retired at once, without UNREGISTER."""
 
 import signal
 import subprocess
