@@ -436,7 +436,10 @@ bool Server::dispatch(int timeout_ms) {
     auto s = registry_->stats();
     size_t live = connections_.size() + s.parents + s.children;
     live_high_ = std::max(live_high_, live);
-    if (live_high_ - live >= kTrimAfter && live <= live_high_ / 2) {
+    // Also once nothing is left at all, however small the burst was: an idle daemon is back at
+    // its size at start.
+    if ((live == 0 && live_high_ > 0) ||
+        (live_high_ - live >= kTrimAfter && live <= live_high_ / 2)) {
         ::malloc_trim(0);
         live_high_ = live;
     }

@@ -15,6 +15,7 @@
 #include "event_loop.hpp"
 #include "log.hpp"
 #include "registry.hpp"
+#include "unit_fork.hpp"
 
 using namespace orphand;
 
@@ -26,7 +27,7 @@ struct Child {
     explicit Child(bool ignore_term = false) {
         int ready[2];
         REQUIRE(::pipe2(ready, O_CLOEXEC) == 0);
-        pid = ::fork();
+        pid = test::fork_child();
         REQUIRE(pid >= 0);
         if (pid == 0) {
             if (ignore_term)
