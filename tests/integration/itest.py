@@ -72,11 +72,18 @@ def wait_unbound(d, parent, child):
     d.wait_until(lambda: (parent, child) not in pairs(d), f"binding {parent} -> {child} gone")
 
 
-def expect_dead(d, proc, pidfd, what, sig=None):
-    """The process dies within the correctness bound (and, if `sig`, by that signal)."""
+def expect_dead(d, proc, pidfd, what, sig=None, reap=True):
+    """The process dies within the correctness bound (and, if `sig`, by that signal). With
+    reap=False it is left a zombie, as a parent that has not yet reaped it would leave it: the
+    daemon names a child it killed from /proc after its signal, and a reaped child has no name
+    there any more."""
     if not ot.wait_pidfd(pidfd):
         ot.fail(f"{what} (pid {proc.pid}) is still alive\n--- daemon log ---\n{d.read_log()}")
-    rc = proc.wait(timeout=ot.TIMEOUT)
+    if reap:
+        rc = proc.wait(timeout=ot.TIMEOUT)
+    else:
+        info = os.waitid(os.P_PIDFD, pidfd, os.WEXITED | os.WNOWAIT)
+        rc = -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
     if sig is not None:
         ot.check(rc == -sig, f"{what} exited with {rc}, expected death by signal {sig}")
 
