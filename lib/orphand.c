@@ -56,6 +56,16 @@ static int wait_fd(int fd, short events, int64_t deadline) {
     }
 }
 
+/* After a send or receive that failed with errno `e`: 0 to try again (it was interrupted, or
+ * the socket is ready for `events` again within the deadline), else a negative errno. */
+static int try_again(int e, int fd, short events, int64_t deadline) {
+    if (e == EINTR)
+        return 0;
+    if (e != EAGAIN)
+        return -e;
+    return wait_fd(fd, events, deadline);
+}
+
 /* Sends one whole message; the fds (borrowed) travel with its first byte. 0 or -errno. */
 static int send_message(orphand_conn *c, const void *data, size_t size, const int *fds,
                         size_t nfds) {
@@ -81,16 +91,10 @@ static int send_message(orphand_conn *c, const void *data, size_t size, const in
         /* MSG_NOSIGNAL: a daemon that went away must not SIGPIPE the program. */
         ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n < 0) {
-            int e = errno;
-            if (e == EINTR)
-                continue;
-            if (e == EAGAIN) {
-                int r = wait_fd(c->fd, POLLOUT, deadline);
-                if (r < 0)
-                    return r;
-                continue;
-            }
-            return -e;
+            int r = try_again(errno, c->fd, POLLOUT, deadline);
+            if (r < 0)
+                return r;
+            continue;
         }
         p += n;
         size -= (size_t)n;
@@ -108,16 +112,10 @@ static int recv_exact(orphand_conn *c, void *data, size_t size) {
         if (n == 0)
             return -ECONNRESET;
         if (n < 0) {
-            int e = errno;
-            if (e == EINTR)
-                continue;
-            if (e == EAGAIN) {
-                int r = wait_fd(c->fd, POLLIN, deadline);
-                if (r < 0)
-                    return r;
-                continue;
-            }
-            return -e;
+            int r = try_again(errno, c->fd, POLLIN, deadline);
+            if (r < 0)
+                return r;
+            continue;
         }
         p += n;
         size -= (size_t)n;
