@@ -2,6 +2,7 @@
 // Bindings between watched processes, and the kills a parent's death causes.
 #include "registry.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -422,15 +423,15 @@ void Registry::kill(Process *child, const Policy &policy, const Registrant &who,
 void Registry::after_kills() {
     for (auto it = notes_.end() - static_cast<std::ptrdiff_t>(unpinned_); it != notes_.end();
          ++it) {
-        // A child not yet named (bound less than kChildNameAfterNs ago) is named now, once
-        // every signal of the batch is out: it has barely begun to die, and is at worst a
-        // zombie, which keeps its name. Naming each before its signal would delay the kills of
-        // a burst of new children by a /proc read each. The name is lost only if the child's
-        // own parent reaps it before this line runs.
-        if (it->pending && it->comm[0] == '\0') {
-            read_comm(it->pending);
-            it->comm = it->pending->comm;
+        if (!it->pending || it->comm[0] != '\0') {
+            it->pending = nullptr; // named already: no pidfd needed
+            continue;
         }
+        // Without a pidfd of its own, a note could not tell the child's name from that of a
+        // later process with its pid. Without an fd to spare, the name is left unknown.
+        int fd = ::fcntl(it->pending->pidfd.fd(), F_DUPFD_CLOEXEC, 3);
+        if (fd >= 0)
+            it->child = PidFd(it->child_pid, UniqueFd(fd));
         it->pending = nullptr;
     }
     unpinned_ = 0;
@@ -449,7 +450,9 @@ void Registry::describe(size_t max) {
 }
 
 void Registry::describe_one(KillNote &note) {
-    std::string child_comm = note.comm[0] != '\0' ? note.comm.data() : "?";
+    std::string child_comm = note.comm[0] != '\0' ? note.comm.data()
+                             : note.child.valid() ? note.child.comm()
+                                                  : "?";
     std::string child_pid = std::to_string(note.child_pid);
     std::string uid = std::to_string(note.who.uid);
     if (note.notice == Notice::Escalated) {

@@ -155,9 +155,9 @@ class Registry {
     // signal_children was not called).
     void signal_children(Process *p);
     void process_exited(Process *p);
-    // The bookkeeping that waits until the kills are out: names the children of new notes that
-    // are not named yet (before any process may be destroyed), and records new escalations in
-    // the store.
+    // The bookkeeping that waits until the kills are out: gives every note that still points at
+    // a registry process its own pidfd duplicate (before any process may be destroyed), and
+    // records new escalations in the store.
     void after_kills();
     // Kills are described (read from /proc, logged) after every kill of the batch is out, a
     // few at a time, so that descriptions never hold up a kill or a registration.
@@ -225,9 +225,10 @@ class Registry {
         Notice notice = Notice::Watched;
         int signal = 0;
         pid_t child_pid = 0;
-        Process *pending = nullptr; // until after_kills(): the child, still in the registry
-        std::array<char, proto::kCommLen> comm{}; // the child's name; "?" if it could not be read
-        uid_t child_ruid = 0;                     // Refused: the child's uid now
+        Process *pending = nullptr;               // until pinned: the child, still in the registry
+        std::array<char, proto::kCommLen> comm{}; // the child's name, if read before the kill
+        PidFd child;          // once pinned, if the name is unknown: a duplicate, to read it safely
+        uid_t child_ruid = 0; // Refused: the child's uid now
         Registrant who;
         uint64_t latency_us = 0;
         std::shared_ptr<DeadParent> parent; // null for escalations
