@@ -52,7 +52,7 @@ for target in $targets; do
     echo "== $target for ${seconds}s"
     # Each target's output goes to a log of its own, shown in full as it runs; a failing
     # target's report is shown again at the end, where a log cut to its last lines keeps it.
-    { "$@"; echo $? > "$work/$target.rc"; } 2>&1 | tee "$work/$target.log"
+    { rc=0; "$@" || rc=$?; echo "$rc" > "$work/$target.rc"; } 2>&1 | tee "$work/$target.log"
     if [ "$(cat "$work/$target.rc")" != 0 ]; then
         failed="$failed $target"
         status=1
