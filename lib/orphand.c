@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -155,18 +156,8 @@ static int pidfd_open_cloexec(pid_t pid) {
 static int pidfd_pid(int pidfd) {
     if (pidfd < 0)
         return -EBADF;
-    char path[48] = "/proc/self/fdinfo/";
-    char digits[16];
-    int n = 0;
-    unsigned v = (unsigned)pidfd;
-    do {
-        digits[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    size_t len = strlen(path);
-    while (n > 0)
-        path[len++] = digits[--n];
-    path[len] = '\0';
+    char path[48];
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", pidfd);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
