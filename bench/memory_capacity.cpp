@@ -96,8 +96,8 @@ Fill fill(const std::string &daemon_bin, const Pool &pool, long fd_limit, double
     {
         uint64_t t0 = now_ns();
         proto::Reply r = c.call(Client::request(proto::kList));
-        std::vector<proto::BindingInfo> infos(r.count);
-        read_all(c.fd(), infos.data(), infos.size() * sizeof(proto::BindingInfo));
+        std::vector<proto::BindingInfo2> infos(r.count);
+        read_all(c.fd(), infos.data(), infos.size() * sizeof(proto::BindingInfo2));
         f.list_ms = static_cast<double>(now_ns() - t0) / 1e6;
     }
     // At the limit the daemon still answers, and a parent's death still kills its child (which

@@ -232,23 +232,24 @@ int cmd_list(Client &c) {
     proto::Reply r = c.call(q);
     if (report(r, "list") != 0)
         return 1;
-    std::vector<proto::BindingInfo> infos(r.count);
+    std::vector<proto::BindingInfo2> infos(r.count);
     if (r.count)
-        c.recv_all(infos.data(), infos.size() * sizeof(proto::BindingInfo));
+        c.recv_all(infos.data(), infos.size() * sizeof(proto::BindingInfo2));
     if (infos.empty()) {
         std::printf("no bindings\n");
         return 0;
     }
-    std::printf("%-24s %-24s %-12s %-9s %-6s %s\n", "PARENT", "CHILD", "REGISTRANT", "SIGNAL",
-                "GRACE", "AGE");
-    for (const auto &i : infos) {
+    std::printf("%-24s %-24s %-12s %-9s %-6s %-7s %s\n", "PARENT", "CHILD", "REGISTRANT", "SIGNAL",
+                "GRACE", "SCOPE", "AGE");
+    for (const auto &i2 : infos) {
+        const proto::BindingInfo &i = i2.info;
         auto comm = [](const char *s) { return std::string(s, strnlen(s, proto::kCommLen)); };
         std::string parent = fmt::format("{}[{}]", comm(i.parent_comm), i.parent_pid);
         std::string child = fmt::format("{}[{}]", comm(i.child_comm), i.child_pid);
         std::string who = fmt::format("{}/{}", i.registrant_uid, i.registrant_pid);
-        std::printf("%-24s %-24s %-12s %-9s %-6s %s\n", parent.c_str(), child.c_str(), who.c_str(),
-                    signal_name(i.signal).c_str(), format_grace(i.grace_ms).c_str(),
-                    format_duration(i.age_ms).c_str());
+        std::printf("%-24s %-24s %-12s %-9s %-6s %-7s %s\n", parent.c_str(), child.c_str(),
+                    who.c_str(), signal_name(i.signal).c_str(), format_grace(i.grace_ms).c_str(),
+                    proto::scope_name(i2.scope), format_duration(i.age_ms).c_str());
     }
     std::printf("%zu binding%s\n", infos.size(), infos.size() == 1 ? "" : "s");
     return 0;

@@ -78,7 +78,8 @@ struct Binding {
     Registrant registrant;
     Policy policy;
     uint64_t created_ns = 0;
-    uint32_t slot = Escalation::kNoSlot; // its record in the binding log
+    uint32_t slot = Escalation::kNoSlot;  // its record in the binding log
+    uint8_t scope = proto::kScopeProcess; // what its kill reaches (proto::Scope)
 };
 
 // Resource bounds; 0 means unlimited.

@@ -850,10 +850,11 @@ void Server::handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds) 
     case proto::kHello:
         if (r.parent == proto::kHelloMagic && r.child >= 1) {
             c->v1 = true;
+            c->version = static_cast<uint8_t>(std::min(r.child, proto::kVersion));
             c->framer.set_size(sizeof(proto::Request));
             proto::Reply rep{};
             rep.action = proto::kHello;
-            rep.count = proto::kVersion;
+            rep.count = c->version;
             reply(c, &rep, sizeof(rep));
             return;
         }
@@ -866,14 +867,15 @@ void Server::handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds) 
 
 void Server::handle_v1(Connection *c, const proto::Request &q, FdBatch *fds) {
     constexpr uint32_t known_flags = proto::kFlagSignal | proto::kFlagGrace;
-    if (q.reserved != 0 || (q.flags & ~known_flags)) {
+    bool scope_ok = q.action == proto::kRegister ? q.scope < proto::kScopeCount : q.scope == 0;
+    if (!scope_ok || (q.flags & ~known_flags)) {
         send_reply(c, q, {-EINVAL, proto::kBadPolicy});
         return;
     }
     switch (q.action) {
     case proto::kPing:
     case proto::kHello:
-        send_reply(c, q, {0, proto::kOk}, q.action == proto::kHello ? proto::kVersion : 0);
+        send_reply(c, q, {0, proto::kOk}, q.action == proto::kHello ? c->version : 0);
         return;
     case proto::kRegister: {
         Policy policy = options_.policy;
@@ -1199,7 +1201,7 @@ void Server::close_connection(Connection *c) {
 }
 
 void Server::list(Connection *c, const proto::Request &q) {
-    std::vector<proto::BindingInfo> infos;
+    std::vector<proto::BindingInfo2> infos;
     infos.reserve(registry_->stats().bindings);
     uint64_t now = monotonic_ns();
     // Unprivileged clients see their own bindings only: who registered what, and which of
@@ -1208,7 +1210,9 @@ void Server::list(Connection *c, const proto::Request &q) {
     registry_->for_each([&](const Binding &b) {
         if (!all && b.registrant.uid != c->peer.uid)
             return;
-        proto::BindingInfo i{};
+        proto::BindingInfo2 i2{};
+        i2.scope = b.scope;
+        proto::BindingInfo &i = i2.info;
         i.parent_pid = static_cast<uint32_t>(b.parent->pidfd.pid());
         i.child_pid = static_cast<uint32_t>(b.child->pidfd.pid());
         i.registrant_uid = b.registrant.uid;
@@ -1218,10 +1222,18 @@ void Server::list(Connection *c, const proto::Request &q) {
         i.age_ms = (now - b.created_ns) / 1000000u;
         std::snprintf(i.parent_comm, sizeof(i.parent_comm), "%s", registry_->name_of(b.parent));
         std::snprintf(i.child_comm, sizeof(i.child_comm), "%s", registry_->name_of(b.child));
-        infos.push_back(i);
+        infos.push_back(i2);
     });
     send_reply(c, q, {0, proto::kOk}, static_cast<uint32_t>(infos.size()));
-    reply(c, infos.data(), infos.size() * sizeof(proto::BindingInfo));
+    if (c->version >= proto::kVersionScopes) {
+        reply(c, infos.data(), infos.size() * sizeof(proto::BindingInfo2));
+        return;
+    }
+    std::vector<proto::BindingInfo> v1;
+    v1.reserve(infos.size());
+    for (const auto &i2 : infos)
+        v1.push_back(i2.info);
+    reply(c, v1.data(), v1.size() * sizeof(proto::BindingInfo));
 }
 
 void Server::status(Connection *c, const proto::Request &q) {

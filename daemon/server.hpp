@@ -45,6 +45,7 @@ struct Connection : Source {
     bool foreign_pidns = false;
     pid_t peer_inner_pid = 0; // the peer's pid in its own namespace (when foreign)
     bool v1 = false;
+    uint8_t version = 0;  // in acknowledged mode: the protocol version agreed by HELLO
     bool watched = false; // registered in the loop (a connection done at accept never is)
     bool closing = false;
     bool eof = false;       // the peer can send no more and all it sent is read

@@ -246,8 +246,7 @@ ORPHAND_EXPORT int orphand_connect(orphand_conn **conn, const char *path, int ti
     if (e == 0) {
         /* A daemon that does not know HELLO sends nothing: the reply is awaited with a
          * timeout (orphand-protocol(7)). */
-        struct orphand_record hello = {ORPHAND_HELLO_MAGIC, ORPHAND_PROTOCOL_VERSION,
-                                       ORPHAND_ACTION_HELLO};
+        struct orphand_record hello = {ORPHAND_HELLO_MAGIC, 1u, ORPHAND_ACTION_HELLO};
         struct orphand_reply r;
         e = send_message(c, &hello, sizeof(hello), NULL, 0);
         if (e == 0)

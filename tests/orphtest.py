@@ -55,9 +55,9 @@ def record(parent, child, action):
     return struct.pack("=III", parent & 0xFFFFFFFF, child & 0xFFFFFFFF, action & 0xFFFFFFFF)
 
 
-def request(parent, child, action, seq=0, flags=0, sig=0, grace_ms=0, reserved=0):
+def request(parent, child, action, seq=0, flags=0, sig=0, grace_ms=0, scope=0):
     return struct.pack("=IIIIIiII", parent & 0xFFFFFFFF, child & 0xFFFFFFFF, action, seq,
-                       flags, sig, grace_ms, reserved)
+                       flags, sig, grace_ms, scope)
 
 
 def parse_reply(data):

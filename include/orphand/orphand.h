@@ -28,11 +28,22 @@ extern "C" {
 
 /* HELLO is the legacy record {ORPHAND_HELLO_MAGIC, version, ORPHAND_ACTION_HELLO}. */
 #define ORPHAND_HELLO_MAGIC 0x4850524fu /* "ORPH" read as little-endian bytes */
-#define ORPHAND_PROTOCOL_VERSION 1u
+#define ORPHAND_PROTOCOL_VERSION 2u     /* the highest this header describes */
+/* Version 2 differs from 1 only in LIST: its records are orphand_binding_info2, which carry
+ * the binding's scope. The daemon answers HELLO with the lower of the client's version and
+ * its own, and speaks that version on the connection. */
 
 /* Request flags (v1). */
 #define ORPHAND_FLAG_SIGNAL 0x1u /* `signal` holds the first signal to send */
 #define ORPHAND_FLAG_GRACE 0x2u  /* `grace_ms` holds the grace period */
+
+/* Kill scopes: what a binding signals when its parent dies (orphand_request.scope).
+ * Older daemons refuse any scope but PROCESS with ORPHAND_REASON_BAD_POLICY. */
+#define ORPHAND_SCOPE_PROCESS 0u /* the child alone (the default) */
+#define ORPHAND_SCOPE_PGROUP 1u  /* every process in the child's process group */
+#define ORPHAND_SCOPE_TREE 2u    /* the child and all its descendants */
+#define ORPHAND_SCOPE_CGROUP 3u  /* every process in the child's cgroup (v2) and below it */
+#define ORPHAND_SCOPE_COUNT 4u
 
 /* Grace period meaning "never escalate to SIGKILL". */
 #define ORPHAND_GRACE_NEVER 0xffffffffu
@@ -59,17 +70,21 @@ extern "C" {
 #define ORPHAND_REASON_NOT_BOUND 18u             /* accepted (UNREGISTER): no such binding */
 #define ORPHAND_REASON_INTERNAL 19u              /* any other errno */
 #define ORPHAND_REASON_NOT_A_PROCESS 20u         /* EINVAL: a pid or pidfd names a thread */
+#define ORPHAND_REASON_SCOPE_REFUSED 21u         /* EPERM: a cgroup scope that reaches too far */
+#define ORPHAND_REASON_SCOPE_UNSUPPORTED 22u     /* EOPNOTSUPP: no cgroup v2 for a cgroup scope */
 /* Never on the wire: liborphand's reason for a failure in the client (no socket, no reply,
  * a bad argument), where the errno alone says what happened. */
 #define ORPHAND_REASON_CLIENT 0x100u
 
 /* Kernel features in use, as reported by STATUS (orphand_status_info.features). */
-#define ORPHAND_FEATURE_PEER_PIDFD 0x01u  /* SO_PEERPIDFD (Linux 6.5) */
-#define ORPHAND_FEATURE_PIDFD_INFO 0x02u  /* PIDFD_GET_INFO (Linux 6.13) */
-#define ORPHAND_FEATURE_EXIT_INFO 0x04u   /* PIDFD_INFO_EXIT (Linux 6.15) */
-#define ORPHAND_FEATURE_PIDFS_INODE 0x08u /* unique pidfs inode numbers (Linux 6.9) */
-#define ORPHAND_FEATURE_DURABLE 0x10u     /* bindings survive restarts and crashes */
-#define ORPHAND_FEATURE_JOURNAL 0x20u     /* logging to the journal */
+#define ORPHAND_FEATURE_PEER_PIDFD 0x01u    /* SO_PEERPIDFD (Linux 6.5) */
+#define ORPHAND_FEATURE_PIDFD_INFO 0x02u    /* PIDFD_GET_INFO (Linux 6.13) */
+#define ORPHAND_FEATURE_EXIT_INFO 0x04u     /* PIDFD_INFO_EXIT (Linux 6.15) */
+#define ORPHAND_FEATURE_PIDFS_INODE 0x08u   /* unique pidfs inode numbers (Linux 6.9) */
+#define ORPHAND_FEATURE_DURABLE 0x10u       /* bindings survive restarts and crashes */
+#define ORPHAND_FEATURE_JOURNAL 0x20u       /* logging to the journal */
+#define ORPHAND_FEATURE_PGROUP_SIGNAL 0x40u /* PIDFD_SIGNAL_PROCESS_GROUP (Linux 6.9) */
+#define ORPHAND_FEATURE_CGROUP 0x80u        /* cgroup v2 at /sys/fs/cgroup: the cgroup scope */
 
 /* orphand_status_info.scope: the daemon's figures (root, CAP_KILL) or the client's own. */
 #define ORPHAND_STATUS_SCOPE_ALL 0u
@@ -98,7 +113,7 @@ struct orphand_request {
     uint32_t flags;
     int32_t signal;    /* with ORPHAND_FLAG_SIGNAL */
     uint32_t grace_ms; /* with ORPHAND_FLAG_GRACE; ORPHAND_GRACE_NEVER disables escalation */
-    uint32_t reserved; /* must be 0 */
+    uint32_t scope;    /* REGISTER: an ORPHAND_SCOPE_*; other actions: 0 */
 };
 
 /* The reply to a v1 request (and to HELLO). */
@@ -122,6 +137,13 @@ struct orphand_binding_info {
     uint64_t age_ms;
     char parent_comm[ORPHAND_COMM_LEN]; /* NUL-terminated */
     char child_comm[ORPHAND_COMM_LEN];  /* NUL-terminated */
+};
+
+/* One live binding, as listed by LIST on a version 2 connection. */
+struct orphand_binding_info2 {
+    struct orphand_binding_info info;
+    uint32_t scope; /* ORPHAND_SCOPE_* */
+    uint32_t reserved[3];
 };
 
 /* The daemon's state, as reported by STATUS. */
@@ -158,7 +180,7 @@ ORPHAND_LAYOUT_(offsetof(struct orphand_request, seq) == 12 &&
                     offsetof(struct orphand_request, flags) == 16 &&
                     offsetof(struct orphand_request, signal) == 20 &&
                     offsetof(struct orphand_request, grace_ms) == 24 &&
-                    offsetof(struct orphand_request, reserved) == 28,
+                    offsetof(struct orphand_request, scope) == 28,
                 "request layout");
 ORPHAND_LAYOUT_(sizeof(struct orphand_reply) == 32, "reply is 32 bytes");
 ORPHAND_LAYOUT_(offsetof(struct orphand_reply, error) == 8 &&
@@ -169,6 +191,8 @@ ORPHAND_LAYOUT_(offsetof(struct orphand_binding_info, age_ms) == 24 &&
                     offsetof(struct orphand_binding_info, parent_comm) == 32 &&
                     offsetof(struct orphand_binding_info, child_comm) == 48,
                 "binding_info layout");
+ORPHAND_LAYOUT_(sizeof(struct orphand_binding_info2) == 80, "binding_info2 is 80 bytes");
+ORPHAND_LAYOUT_(offsetof(struct orphand_binding_info2, scope) == 64, "binding_info2 layout");
 ORPHAND_LAYOUT_(sizeof(struct orphand_status_info) == 80, "status_info is 80 bytes");
 ORPHAND_LAYOUT_(offsetof(struct orphand_status_info, uptime_ms) == 16 &&
                     offsetof(struct orphand_status_info, features) == 48 &&

@@ -41,6 +41,43 @@ inline constexpr uint32_t kVersion = ORPHAND_PROTOCOL_VERSION;
 inline constexpr uint32_t kFlagSignal = ORPHAND_FLAG_SIGNAL;
 inline constexpr uint32_t kFlagGrace = ORPHAND_FLAG_GRACE;
 
+// What a binding signals when its parent dies (Request::scope).
+enum Scope : uint8_t {
+    kScopeProcess = ORPHAND_SCOPE_PROCESS,
+    kScopePgroup = ORPHAND_SCOPE_PGROUP,
+    kScopeTree = ORPHAND_SCOPE_TREE,
+    kScopeCgroup = ORPHAND_SCOPE_CGROUP,
+};
+inline constexpr uint32_t kScopeCount = ORPHAND_SCOPE_COUNT;
+// The names orphanctl, the shim's ORPHAND_SCOPE, LIST output and the journal use.
+constexpr const char *scope_name(uint32_t scope) {
+    switch (scope) {
+    case kScopeProcess:
+        return "process";
+    case kScopePgroup:
+        return "pgroup";
+    case kScopeTree:
+        return "tree";
+    case kScopeCgroup:
+        return "cgroup";
+    default:
+        return "?";
+    }
+}
+// The scope a name gives, or kScopeCount for an unknown name. No allocation: the shim uses it.
+constexpr uint32_t scope_from_name(const char *name) {
+    for (uint32_t s = 0; s < kScopeCount; ++s) {
+        const char *a = scope_name(s), *b = name;
+        while (*a && *a == *b)
+            ++a, ++b;
+        if (*a == '\0' && *b == '\0')
+            return s;
+    }
+    return kScopeCount;
+}
+// The protocol version a connection speaks: the lower of the client's and ours.
+inline constexpr uint32_t kVersionScopes = 2; // LIST gives BindingInfo2
+
 // Grace period value meaning "never escalate to SIGKILL".
 inline constexpr uint32_t kGraceNever = ORPHAND_GRACE_NEVER;
 
@@ -70,6 +107,8 @@ enum Reason : uint32_t {
     kNotBound = ORPHAND_REASON_NOT_BOUND,
     kInternal = ORPHAND_REASON_INTERNAL,
     kNotAProcess = ORPHAND_REASON_NOT_A_PROCESS,
+    kScopeRefused = ORPHAND_REASON_SCOPE_REFUSED,
+    kScopeUnsupported = ORPHAND_REASON_SCOPE_UNSUPPORTED,
     kReasonCount
 };
 
@@ -80,6 +119,8 @@ inline constexpr size_t kCommLen = ORPHAND_COMM_LEN;
 
 // One live binding, as listed by LIST.
 using BindingInfo = ::orphand_binding_info;
+// On a version 2 connection: with the binding's scope.
+using BindingInfo2 = ::orphand_binding_info2;
 
 // Kernel features in use, as reported by STATUS.
 enum Feature : uint32_t {
@@ -89,6 +130,8 @@ enum Feature : uint32_t {
     kFeaturePidfsInode = ORPHAND_FEATURE_PIDFS_INODE,
     kFeatureDurable = ORPHAND_FEATURE_DURABLE,
     kFeatureJournal = ORPHAND_FEATURE_JOURNAL,
+    kFeaturePgroupSignal = ORPHAND_FEATURE_PGROUP_SIGNAL,
+    kFeatureCgroup = ORPHAND_FEATURE_CGROUP,
 };
 
 using StatusInfo = ::orphand_status_info;

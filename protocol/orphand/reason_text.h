@@ -59,6 +59,10 @@ static inline ORPHAND_CONSTEXPR_ const char *orphand_reason_text_(uint32_t reaso
         return "internal error";
     case ORPHAND_REASON_NOT_A_PROCESS:
         return "names a thread, not a process";
+    case ORPHAND_REASON_SCOPE_REFUSED:
+        return "cgroup scope refused: a root cgroup, or it holds the parent or orphand";
+    case ORPHAND_REASON_SCOPE_UNSUPPORTED:
+        return "scope not supported here (cgroup v2 is not at /sys/fs/cgroup)";
     default:
         return "unknown reason";
     }

@@ -439,7 +439,7 @@ void check_replies(const Plan &plan, const std::string &replies) {
         if (r.seq != q.seq || r.action != q.action)
             fail("a reply does not answer the request in turn (seq or action)");
         if (r.error == 0 && q.action == proto::kList)
-            take(size_t{r.count} * sizeof(proto::BindingInfo));
+            take(size_t{r.count} * sizeof(proto::BindingInfo2));
         if (r.error == 0 && q.action == proto::kStatus)
             take(size_t{r.count} * sizeof(proto::StatusInfo));
         if (q.action == proto::kRegister)

@@ -35,12 +35,14 @@ def main():
 
         lines = d.ctl("list").stdout.splitlines()
         ot.check(len(lines) == 3, f"list:\n{lines}")
-        ot.check(lines[0].split() == ["PARENT", "CHILD", "REGISTRANT", "SIGNAL", "GRACE", "AGE"],
+        ot.check(lines[0].split() == ["PARENT", "CHILD", "REGISTRANT", "SIGNAL", "GRACE", "SCOPE",
+                                    "AGE"],
                  f"list header: {lines[0]!r}")
         row = lines[1].split()
-        ot.check(row[:5] == [f"orph-parent[{parent.pid}]", f"orph-child[{child.pid}]",
-                             f"0/{row[2].split('/')[1]}", "SIGTERM", "5s"], f"list row: {row}")
-        ot.check(re.fullmatch(r"\d+\.\ds", row[5]), f"list age: {row[5]!r}")
+        ot.check(row[:6] == [f"orph-parent[{parent.pid}]", f"orph-child[{child.pid}]",
+                             f"0/{row[2].split('/')[1]}", "SIGTERM", "5s", "process"],
+                 f"list row: {row}")
+        ot.check(re.fullmatch(r"\d+\.\ds", row[6]), f"list age: {row[6]!r}")
         ot.check(lines[2] == "1 binding", f"list footer: {lines[2]!r}")
 
         out = d.ctl("status").stdout

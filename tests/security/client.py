@@ -6,7 +6,7 @@ object on stdin (one line, or all of stdin): {"socket": PATH, "ops": [...]}. It 
 on stdout, one result per operation. Operations:
 
   {"v1": [parent, child, action], "fds": [...], "flags": F, "signal": S, "grace_ms": G,
-   "reserved": R}                       one request on the shared acknowledged-mode connection
+   "scope": S}                          one request on the shared acknowledged-mode connection
   {"legacy": [parent, child, action], "fds": [...]}
                                         connect, send a legacy record, close (no reply)
   {"raw": HEX, "fds": [...], "hello": bool, "replies": N, "read": B}
@@ -259,7 +259,7 @@ def main():
                 data = struct.pack("=IIIIIiII", parent & 0xFFFFFFFF, child & 0xFFFFFFFF,
                                    action & 0xFFFFFFFF, seq, op.get("flags", 0),
                                    op.get("signal", 0), op.get("grace_ms", 0),
-                                   op.get("reserved", 0))
+                                   op.get("scope", 0))
                 send(v1, data, open_fds(op.get("fds")))
                 out.append(reply(recv_exact(v1, 32)))
             elif "status" in op:

@@ -13,7 +13,7 @@ import sectest as st
 from sectest import (BAD_PID, BAD_POLICY, NOBODY, NO_SUCH_PROCESS, NOT_PIDFD, OK,
                      PARENT_ALREADY_DEAD, SAME_PROCESS, TOO_MANY_FDS, UNKNOWN_ACTION)
 
-REG, PING, HELLO = ot.REGISTER, ot.PING, ot.HELLO
+REG, UNREG, PING, HELLO = ot.REGISTER, ot.UNREGISTER, ot.PING, ot.HELLO
 EINVAL, ESRCH, EBADF, E2BIG = -22, -3, -9, -7
 
 
@@ -29,7 +29,7 @@ def garbage(n, seed):
         else:
             out += ot.request(rng.getrandbits(32), rng.getrandbits(32), action, seq=i,
                               flags=rng.getrandbits(32), sig=rng.getrandbits(31),
-                              grace_ms=rng.getrandbits(32), reserved=rng.getrandbits(32))
+                              grace_ms=rng.getrandbits(32), scope=rng.getrandbits(32))
     return out
 
 
@@ -78,7 +78,9 @@ def main():
             ({"v1": [P, M, REG], "fds": ["many:64"]}, E2BIG, TOO_MANY_FDS, "64 fds"),
             ({"v1": [P, M, REG], "fds": ["many:250"]}, E2BIG, TOO_MANY_FDS, "250 fds"),
             ({"v1": [P, M, REG], "flags": 1 << 7}, EINVAL, BAD_POLICY, "unknown flag"),
-            ({"v1": [P, M, REG], "reserved": 1}, EINVAL, BAD_POLICY, "reserved field set"),
+            ({"v1": [P, M, REG], "scope": 4}, EINVAL, BAD_POLICY, "unknown scope 4"),
+            ({"v1": [P, M, REG], "scope": 0xFFFFFFFF}, EINVAL, BAD_POLICY, "scope 2**32-1"),
+            ({"v1": [P, M, UNREG], "scope": 2}, EINVAL, BAD_POLICY, "scope on an UNREGISTER"),
             ({"v1": [P, M, REG], "flags": ot.FLAG_SIGNAL, "signal": 0}, EINVAL, BAD_POLICY,
              "signal 0"),
             ({"v1": [P, M, REG], "flags": ot.FLAG_SIGNAL, "signal": 65}, EINVAL, BAD_POLICY,
