@@ -17,7 +17,16 @@ namespace orphand {
 
 // Base of everything registered in the loop; `kind` says how to dispatch its events.
 struct Source {
-    enum class Kind : uint8_t { Listener, Connection, Process, Signal, Timer, Watchdog, Closer };
+    enum class Kind : uint8_t {
+        Listener,
+        Connection,
+        Process,
+        Signal,
+        Timer,
+        Watchdog,
+        Closer,
+        Scopes
+    };
     explicit Source(Kind k) : kind(k) {}
     Kind kind;
 };

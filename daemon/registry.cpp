@@ -15,6 +15,20 @@
 namespace orphand {
 namespace {
 
+// "tree", "process group": what the log calls a scope.
+const char *scope_noun(uint8_t scope) {
+    switch (scope) {
+    case proto::kScopePgroup:
+        return "process group";
+    case proto::kScopeTree:
+        return "tree";
+    case proto::kScopeCgroup:
+        return "cgroup";
+    default:
+        return "process";
+    }
+}
+
 bool may_signal(const Registrant &who, const Creds &c) {
     // kill(2)'s rule for unprivileged senders; SO_PEERCRED gives the client's effective uid.
     return who.privileged || who.uid == c.ruid || who.uid == c.suid;
@@ -127,6 +141,12 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
     if (child_fd.exited())
         return {-ESRCH, proto::kNoSuchProcess};
 
+    CgroupRef cgroup;
+    if (policy.scope == proto::kScopeCgroup) {
+        if (Verdict c = check_cgroup(parent_fd, child_fd, &cgroup); c.error < 0)
+            return c;
+    }
+
     // An invalid parent handle means its pid named no process: it already died.
     if (!parent_fd.valid() || parent_fd.exited()) {
         Process *child = intern(std::move(child_fd), &v);
@@ -135,7 +155,7 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         auto dead = std::make_shared<DeadParent>();
         dead->pid = parent_fd.pid();
         kill(child, policy, who, monotonic_ns(),
-             restored_parent_comm ? Notice::AtRestore : Notice::AtRegistration, dead);
+             restored_parent_comm ? Notice::AtRestore : Notice::AtRegistration, dead, &cgroup);
         after_kills();
         if (restored_parent_comm && restored_parent_comm[0])
             std::snprintf(dead->comm.data(), dead->comm.size(), "%s", restored_parent_comm);
@@ -188,9 +208,40 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
     b->policy = policy;
     b->created_ns = monotonic_ns();
     link(b);
+    if (policy.scope == proto::kScopeCgroup)
+        cgroups_.emplace(b, std::move(cgroup));
     if (store_)
         store_->binding_added(*b);
     return {0, proto::kOk};
+}
+
+Verdict Registry::check_cgroup(const PidFd &parent, const PidFd &child, CgroupRef *out) const {
+    if (cgroup_mount().empty())
+        return {-EOPNOTSUPP, proto::kScopeUnsupported};
+    auto cg = orphand::cgroup_of(child);
+    if (!cg)
+        return {-ESRCH, proto::kNoSuchProcess};
+    // Read each time: a cgroup scope is rare, and orphand may have been moved.
+    static const pid_t self = ::getpid();
+    auto own = PidFd::open(self);
+    auto mine = own ? orphand::cgroup_of(*own) : Result<CgroupRef>(own.error());
+    if (cg->path == "/" || !mine || cgroup_contains(cg->path, mine->path))
+        return {-EPERM, proto::kScopeRefused};
+    // A parent that is gone cannot be collateral; one alive must not be in it.
+    if (parent.valid() && !parent.exited()) {
+        auto theirs = orphand::cgroup_of(parent);
+        if (theirs && cgroup_contains(cg->path, theirs->path))
+            return {-EPERM, proto::kScopeRefused};
+    }
+    *out = std::move(*cg);
+    return {};
+}
+
+const CgroupRef *Registry::cgroup_of(const Binding *b) const {
+    if (b->policy.scope != proto::kScopeCgroup)
+        return nullptr;
+    auto it = cgroups_.find(b);
+    return it == cgroups_.end() ? nullptr : &it->second;
 }
 
 Verdict Registry::remove(pid_t parent_pid, pid_t child_pid, const Registrant &who) {
@@ -261,6 +312,8 @@ void Registry::unlink(Binding *b) {
 
 void Registry::retire(Binding *b) {
     unlink(b);
+    if (b->policy.scope == proto::kScopeCgroup)
+        cgroups_.erase(b);
     if (store_)
         store_->binding_removed(*b);
     delete b;
@@ -321,13 +374,24 @@ void Registry::signal_children(Process *p) {
     // The signals first, back to back: what each kill leaves to note and schedule waits until
     // every child has its signal.
     sent_.clear();
-    sent_.reserve(p->n_children);
-    for (Binding *b = p->children; b; b = b->next_child)
-        sent_.push_back(send(b->child, b->policy, b->registrant, death_ns));
+    sent_.resize(p->n_children);
+    size_t i = 0;
+    bool scopes = false;
+    for (Binding *b = p->children; b; b = b->next_child, ++i) {
+        if (b->policy.scope != proto::kScopeProcess)
+            scopes = true;
+        else
+            sent_[i] = send(b->child, b->policy, b->registrant, death_ns, nullptr);
+    }
+    // A wider scope is searched for, which takes longer: after every child alone has its signal.
+    i = 0;
+    for (Binding *b = p->children; scopes && b; b = b->next_child, ++i)
+        if (b->policy.scope != proto::kScopeProcess)
+            sent_[i] = send(b->child, b->policy, b->registrant, death_ns, cgroup_of(b));
     auto dead = std::make_shared<DeadParent>();
     dead->pid = p->pid();
     dead->comm = p->comm;
-    size_t i = 0;
+    i = 0;
     for (Binding *b = p->children; b; b = b->next_child, ++i)
         note(sent_[i], b->child, b->policy, b->registrant, Notice::Watched, dead);
     dying_.emplace(p, std::move(dead));
@@ -363,12 +427,21 @@ void Registry::process_exited(Process *p) {
 }
 
 Registry::Sent Registry::send(Process *child, const Policy &policy, const Registrant &who,
-                              uint64_t death_ns) {
+                              uint64_t death_ns, const CgroupRef *cgroup) {
     // A child already signalled for another binding gets this one's signal too: no binding,
     // whoever made it, is weakened by another's policy. A child that has exited but is not yet
     // reaped takes the signal as a no-op (its own exit event then retires it and cancels any
     // escalation): asking first would cost every kill a system call.
     Sent s;
+    if (policy.scope != proto::kScopeProcess) {
+        // Every process the scope reaches is checked by the rule the child is, as it is
+        // signalled (scope.hpp). Searching for them takes longer than a signal: it is done
+        // once every child alone has its signal, on the scope worker (note()).
+        s.outcome = Sent::Deferred;
+        s.death_ns = death_ns;
+        s.cgroup = cgroup;
+        return s;
+    }
     if (!who.privileged) {
         // Checked again now: the child may have changed its credentials since registration.
         auto creds = child->pidfd.creds();
@@ -389,34 +462,162 @@ Registry::Sent Registry::send(Process *child, const Policy &policy, const Regist
 
 void Registry::note(const Sent &s, Process *child, const Policy &policy, const Registrant &who,
                     Notice notice, const std::shared_ptr<DeadParent> &parent) {
-    if (s.outcome == Sent::Gone)
+    if (s.outcome == Sent::Deferred) {
+        defer(s, child, policy, who, notice, parent);
+        return;
+    }
+    note_sent(s, child->pid(), child, child->comm, policy, who, notice, parent);
+}
+
+void Registry::note_sent(const Sent &s, pid_t child_pid, Process *child,
+                         const std::array<char, proto::kCommLen> &comm, const Policy &policy,
+                         const Registrant &who, Notice notice,
+                         const std::shared_ptr<DeadParent> &parent) {
+    bool reached =
+        s.scope && (s.scope->signalled > 0 || !s.scope->skipped.empty() || s.scope->incomplete);
+    if (s.outcome == Sent::Gone && !reached)
         return;
     KillNote note;
-    note.notice = s.outcome == Sent::Refused ? Notice::Refused : notice;
+    // A child refused while its scope reached others: the skipped list names the child.
+    bool others = s.scope && s.scope->signalled > 0;
+    note.notice = s.outcome == Sent::Refused && !others ? Notice::Refused : notice;
     note.signal = policy.signal;
-    note.child_pid = child->pid();
+    note.child_pid = child_pid;
     note.pending = child;
-    note.comm = child->comm;
+    note.comm = comm;
+    if (!child && comm[0] == '\0' && s.child_handle) {
+        // Named when described, through a pidfd of its own.
+        int fd = ::fcntl(s.child_handle->fd(), F_DUPFD_CLOEXEC, 3);
+        if (fd >= 0)
+            note.child = PidFd(child_pid, UniqueFd(fd));
+    }
     note.child_ruid = s.child_ruid;
     note.who = who;
     note.latency_us = s.latency_us;
     note.parent = parent;
+    note.scope = policy.scope;
+    note.scope_kill = s.scope;
+    note.scope_dropped = s.scope_dropped;
+    bool escalate = policy.signal != SIGKILL && policy.grace_ms != proto::kGraceNever;
+    uint64_t deadline = monotonic_ns() + uint64_t{policy.grace_ms} * 1000000u;
+    if (s.scope) {
+        // Everything the scope reached is escalated as the child is.
+        uint32_t more = s.scope->signalled - (s.scope->child_signalled ? 1 : 0);
+        kills_ += more;
+        kills_per_uid_[who.uid] += more;
+        for (PidFd &r : s.scope->reached) {
+            if (!escalate)
+                break;
+            // An unprivileged registrant's escalations hold fds on its quota, as bindings do.
+            if (!who.privileged && limits_.bindings_per_uid) {
+                auto it = scope_escalations_.find(who.uid);
+                uint32_t held =
+                    bindings_of(who.uid) + (it == scope_escalations_.end() ? 0 : it->second);
+                if (held >= limits_.bindings_per_uid) {
+                    ++note.unescalated;
+                    continue;
+                }
+            }
+            Verdict v;
+            Process *p = intern(std::move(r), &v);
+            if (p)
+                schedule(p, deadline, who, true);
+            else
+                ++note.unescalated;
+        }
+        s.scope->reached.clear();
+    }
     notes_.push_back(std::move(note));
     ++unpinned_;
     if (s.outcome != Sent::Signalled)
         return;
     ++kills_;
     ++kills_per_uid_[who.uid];
-    if (policy.signal != SIGKILL && policy.grace_ms != proto::kGraceNever)
-        schedule(child, monotonic_ns() + uint64_t{policy.grace_ms} * 1000000u, who);
+    if (!escalate)
+        return;
+    if (!child && s.child_handle && !s.child_handle->exited()) {
+        // A scope done on the worker: the child, if still there, is watched again to be
+        // escalated (find() gives the registry's handle if it still has one).
+        int fd = ::fcntl(s.child_handle->fd(), F_DUPFD_CLOEXEC, 3);
+        Verdict v;
+        child = fd >= 0 ? intern(PidFd(child_pid, UniqueFd(fd)), &v) : nullptr;
+    }
+    if (child)
+        schedule(child, deadline, who);
+}
+
+void Registry::defer(const Sent &s, Process *child, const Policy &policy, const Registrant &who,
+                     Notice notice, const std::shared_ptr<DeadParent> &parent) {
+    auto run = std::make_unique<ScopeRun>();
+    run->scope = policy.scope;
+    run->kill.signal = policy.signal;
+    run->kill.allowed = [who](const Creds &c) { return may_signal(who, c); };
+    if (s.cgroup) {
+        run->cgroup = *s.cgroup;
+        run->has_cgroup = true;
+    }
+    run->policy = policy;
+    run->who = who;
+    run->notice = notice;
+    run->parent = parent;
+    run->death_ns = s.death_ns;
+    run->comm = child->comm;
+    run->uid = who.uid;
+    run->privileged = who.privileged;
+    run->kill.privileged = who.privileged;
+    int fd = ::fcntl(child->pidfd.fd(), F_DUPFD_CLOEXEC, 3);
+    if (fd >= 0 && scopes_) {
+        run->child = PidFd(child->pid(), UniqueFd(fd));
+        std::unique_ptr<ScopeJob> job = std::move(run);
+        if (scopes_->submit(job))
+            return;
+    } else if (fd >= 0) {
+        ::close(fd);
+    }
+    // No fd or thread to spare, or too many of this user's scopes waiting: the child alone, at
+    // once. A search never runs on the loop.
+    Policy alone = policy;
+    alone.scope = proto::kScopeProcess;
+    Sent now = send(child, alone, who, s.death_ns, nullptr);
+    now.scope_dropped = true;
+    note_sent(now, child->pid(), child, child->comm, policy, who, notice, parent);
+}
+
+void Registry::scopes_done() {
+    if (!scopes_)
+        return;
+    for (auto &job : scopes_->take_done()) {
+        auto &run = static_cast<ScopeRun &>(*job);
+        Sent s;
+        s.scope = std::make_shared<ScopeKill>(std::move(run.kill));
+        s.latency_us = (monotonic_ns() - run.death_ns) / 1000;
+        outcome(s, run.child.pid());
+        s.child_handle = &run.child;
+        note_sent(s, run.child.pid(), nullptr, run.comm, run.policy, run.who, run.notice,
+                  run.parent);
+    }
+    after_kills();
+}
+
+void Registry::outcome(Sent &s, pid_t child_pid) {
+    if (s.scope->child_signalled) {
+        s.outcome = Sent::Signalled;
+        return;
+    }
+    for (const Skipped &k : s.scope->skipped)
+        if (k.pid == child_pid) {
+            s.outcome = Sent::Refused;
+            s.child_ruid = k.ruid;
+        }
 }
 
 void Registry::kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
-                    Notice notice, const std::shared_ptr<DeadParent> &parent) {
+                    Notice notice, const std::shared_ptr<DeadParent> &parent,
+                    const CgroupRef *cgroup) {
     // A single kill (a parent found dead at registration or at start-up): its child is named
     // first, as it could be reaped a moment after its signal, and no other kill waits.
     read_comm(child);
-    Sent s = send(child, policy, who, death_ns);
+    Sent s = send(child, policy, who, death_ns, cgroup);
     note(s, child, policy, who, notice, parent);
 }
 
@@ -484,7 +685,9 @@ void Registry::describe_one(KillNote &note) {
     }
     const char *parent_comm = parent.comm.data();
     std::string parent_pid = std::to_string(parent.pid);
-    if (note.notice == Notice::Refused) {
+    if (note.scope_kill)
+        describe_skipped(note, child_comm, parent_comm, parent_pid);
+    if (note.notice == Notice::Refused && !(note.scope_kill && note.scope_kill->signalled > 0)) {
         log_entry(LOG_WARNING, msgid::kKillRefused,
                   fmt::format("not killing {}[{}]: its uid ({}) is no longer the registrant's "
                               "({}); parent {}[{}] died",
@@ -502,7 +705,25 @@ void Registry::describe_one(KillNote &note) {
         parent.status = -1;
     std::string parent_exit = parent.status >= 0 ? describe_exit(parent.status) : "";
     std::string how = parent_exit.empty() ? "" : fmt::format(" ({})", parent_exit);
-    std::string text = fmt::format("killed {}[{}] with {}: parent {}[{}] ", child_comm, child_pid,
+    // A scope beyond the child: how many it signalled, the child among them or not.
+    const ScopeKill *k = note.scope_kill.get();
+    uint32_t signalled = k ? k->signalled : 1;
+    std::string whom = fmt::format("{}[{}]", child_comm, child_pid);
+    if (k) {
+        uint32_t others = k->signalled - (k->child_signalled ? 1 : 0);
+        if (k->child_signalled && others > 0)
+            whom = fmt::format("{} and {} more of its {}", whom, others, scope_noun(note.scope));
+        else if (!k->child_signalled)
+            whom =
+                fmt::format("{} processes of the {} of {}", others, scope_noun(note.scope), whom);
+        if (k->incomplete)
+            whom += " (gave up before the scope was complete)";
+    }
+    if (note.scope_dropped)
+        whom += fmt::format(" (alone: its {} was not searched, as orphand had no fd, no thread or "
+                            "no room in this user's queue of scope kills)",
+                            scope_noun(note.scope));
+    std::string text = fmt::format("killed {} with {}: parent {}[{}] ", whom,
                                    signal_name(note.signal), parent_comm, parent_pid);
     switch (note.notice) {
     case Notice::AtRegistration:
@@ -525,15 +746,63 @@ void Registry::describe_one(KillNote &note) {
                {"ORPHAND_SIGNAL", signal_name(note.signal)},
                {"ORPHAND_REGISTRANT_UID", uid},
                {"ORPHAND_REGISTRANT_PID", std::to_string(note.who.pid)},
-               {"ORPHAND_LATENCY_USEC", std::to_string(note.latency_us)}});
+               {"ORPHAND_LATENCY_USEC", std::to_string(note.latency_us)},
+               {"ORPHAND_SCOPE", proto::scope_name(note.scope)},
+               {"ORPHAND_SIGNALLED", std::to_string(signalled)}});
 }
 
-void Registry::schedule(Process *p, uint64_t deadline_ns, const Registrant &who) {
+void Registry::describe_skipped(const KillNote &note, const std::string &child_comm,
+                                const char *parent_comm, const std::string &parent_pid) {
+    const ScopeKill &k = *note.scope_kill;
+    if (k.skipped.empty() && note.unescalated == 0)
+        return;
+    std::string list;
+    size_t shown = 0;
+    for (const Skipped &s : k.skipped) {
+        if (shown++ == 8) {
+            list += fmt::format(", and {} more", k.skipped.size() - 8);
+            break;
+        }
+        list += fmt::format("{}{}[{}] (uid {})", list.empty() ? "" : ", ",
+                            std::string(s.comm.data(), strnlen(s.comm.data(), s.comm.size())),
+                            s.pid, s.ruid);
+    }
+    std::string text =
+        k.skipped.empty()
+            ? fmt::format("the {} of {}[{}]: {} processes signalled but not escalated to SIGKILL: "
+                          "orphand has no fd left to watch them",
+                          scope_noun(note.scope), child_comm, note.child_pid, note.unescalated)
+            : fmt::format("not signalling {} of the {} of {}[{}]: their uid is not the "
+                          "registrant's ({}); parent {}[{}] died",
+                          list, scope_noun(note.scope), child_comm, note.child_pid, note.who.uid,
+                          parent_comm, parent_pid);
+    log_entry(LOG_WARNING, msgid::kKillRefused, text,
+              {{"ORPHAND_CHILD_PID", std::to_string(note.child_pid)},
+               {"ORPHAND_CHILD_COMM", child_comm},
+               {"ORPHAND_PARENT_PID", parent_pid},
+               {"ORPHAND_REGISTRANT_UID", std::to_string(note.who.uid)},
+               {"ORPHAND_SCOPE", proto::scope_name(note.scope)},
+               {"ORPHAND_SKIPPED", std::to_string(k.skipped.size())}});
+}
+
+void Registry::schedule(Process *p, uint64_t deadline_ns, const Registrant &who, bool from_scope) {
     p->escalating = true;
-    auto due = deadlines_.emplace(deadline_ns, Escalation{p, who});
+    Escalation e{p, who};
+    e.from_scope = from_scope && !who.privileged;
+    if (e.from_scope)
+        ++scope_escalations_[who.uid];
+    auto due = deadlines_.emplace(deadline_ns, e);
     escalations_.emplace(p, due);
     unstored_.push_back(due);
     rearm();
+}
+
+void Registry::unscheduled(const Escalation &e) {
+    if (!e.from_scope)
+        return;
+    auto it = scope_escalations_.find(e.registrant.uid);
+    if (it != scope_escalations_.end() && --it->second == 0)
+        scope_escalations_.erase(it);
 }
 
 void Registry::restore_escalation(PidFd child_fd, uint64_t deadline_ns, const Registrant &who) {
@@ -555,6 +824,7 @@ void Registry::cancel(Process *p) {
         std::erase(unstored_, it->second);
         if (store_)
             store_->escalation_removed(it->second->second);
+        unscheduled(it->second->second);
         deadlines_.erase(it->second);
     }
     escalations_.erase(begin, end);
@@ -628,6 +898,7 @@ void Registry::timer_fired() {
         escalate(p, e);
         if (store_)
             store_->escalation_removed(e);
+        unscheduled(e);
     }
     after_kills();
     for (Process *p : touched)

@@ -19,6 +19,8 @@
 #include "orphand/protocol.hpp"
 #include "pidfd.hpp"
 #include "process_table.hpp"
+#include "scope.hpp"
+#include "scope_worker.hpp"
 
 namespace orphand {
 
@@ -26,10 +28,11 @@ struct Binding;
 
 // What to do to a child when its parent dies.
 struct Policy {
-    int signal = 15;          // first signal
-    uint32_t grace_ms = 5000; // then SIGKILL after this long; proto::kGraceNever: never
+    int signal = 15;                      // first signal
+    uint32_t grace_ms = 5000;             // then SIGKILL after this long; proto::kGraceNever: never
+    uint8_t scope = proto::kScopeProcess; // what the signal reaches (proto::Scope)
 };
-static_assert(sizeof(Policy) == 8);
+static_assert(sizeof(Policy) == 12);
 
 // Who asked for a binding, as the kernel reported it for the connection.
 struct Registrant {
@@ -46,6 +49,7 @@ struct Escalation {
     Process *process = nullptr;
     Registrant registrant;   // whose binding it serves: checked again before the SIGKILL
     uint32_t slot = kNoSlot; // its record in the binding log (see BindingStore)
+    bool from_scope = false; // of a process a scope reached: counted in the registrant's quota
     static constexpr uint32_t kNoSlot = ~0u;
 };
 
@@ -194,6 +198,11 @@ class Registry {
     const char *name_of(Process *p);
 
     void set_store(BindingStore *store) { store_ = store; }
+    // Scope kills go to `worker` when there is one (else they are done on the loop).
+    void set_scope_worker(ScopeWorker *worker) { scopes_ = worker; }
+    // Called by the loop when the scope worker has finished jobs: their kills are noted and
+    // escalated.
+    void scopes_done();
 
   private:
     Process *intern(PidFd pidfd, Verdict *error);
@@ -233,26 +242,68 @@ class Registry {
         Registrant who;
         uint64_t latency_us = 0;
         std::shared_ptr<DeadParent> parent; // null for escalations
+        uint8_t scope = proto::kScopeProcess;
+        std::shared_ptr<ScopeKill> scope_kill; // a scope beyond the child: what it reached
+        uint32_t unescalated = 0;              // reached, but not escalated: no fd or quota left
+        bool scope_dropped = false;            // signalled alone: the scope could not be queued
     };
     // What sending a binding's signal came to.
     struct Sent {
-        enum Outcome : uint8_t { Gone, Refused, Signalled } outcome = Gone;
+        // Deferred: a scope beyond the child, to be searched for and signalled after every
+        // other kill of the batch (note() hands it to the scope worker).
+        enum Outcome : uint8_t { Gone, Refused, Signalled, Deferred } outcome = Gone;
         uid_t child_ruid = 0; // Refused: the child's uid now
         uint64_t latency_us = 0;
+        std::shared_ptr<ScopeKill> scope;    // a scope beyond the child: what it reached
+        uint64_t death_ns = 0;               // Deferred: the parent's death
+        const CgroupRef *cgroup = nullptr;   // Deferred: the binding's cgroup, for scope cgroup
+        const PidFd *child_handle = nullptr; // a scope done on the worker: the child
+        bool scope_dropped = false;          // the child alone: its scope could not be queued
+    };
+    // A scope kill on the worker, with what its description and escalations need.
+    struct ScopeRun : ScopeJob {
+        Policy policy;
+        Registrant who;
+        Notice notice = Notice::Watched;
+        std::shared_ptr<DeadParent> parent;
+        uint64_t death_ns = 0;
+        std::array<char, proto::kCommLen> comm{};
     };
     // Sends the binding's policy to `child`, because a parent died at `death_ns`: the signal
     // alone, after the registrant's right to send it is checked again.
-    Sent send(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns);
-    // Notes what send() did, for its description, and schedules the escalation.
+    Sent send(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
+              const CgroupRef *cgroup);
+    // The cgroup a binding of scope cgroup reaches, recorded at registration.
+    const CgroupRef *cgroup_of(const Binding *b) const;
+    // Checks a cgroup scope at registration: refused for a root cgroup, or one that holds the
+    // parent (if it is alive) or orphand; the cgroup into *out.
+    Verdict check_cgroup(const PidFd &parent, const PidFd &child, CgroupRef *out) const;
+    // Notes what send() did, for its description, and schedules the escalation; a scope
+    // beyond the child goes to the scope worker (defer), or is done at once without one.
     void note(const Sent &s, Process *child, const Policy &policy, const Registrant &who,
               Notice notice, const std::shared_ptr<DeadParent> &parent);
+    // note() for a kill done: `child` is null for a scope done on the worker, whose own
+    // handle (s.child_handle) names the child in its description.
+    void note_sent(const Sent &s, pid_t child_pid, Process *child,
+                   const std::array<char, proto::kCommLen> &comm, const Policy &policy,
+                   const Registrant &who, Notice notice, const std::shared_ptr<DeadParent> &parent);
+    void defer(const Sent &s, Process *child, const Policy &policy, const Registrant &who,
+               Notice notice, const std::shared_ptr<DeadParent> &parent);
+    // Sets s.outcome from what a scope kill did to the child.
+    static void outcome(Sent &s, pid_t child_pid);
     // send(), then note().
     void kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
-              Notice notice, const std::shared_ptr<DeadParent> &parent);
+              Notice notice, const std::shared_ptr<DeadParent> &parent,
+              const CgroupRef *cgroup = nullptr);
     void describe_one(KillNote &note);
+    // The processes a scope skipped (not the registrant's), or could not escalate, if any.
+    void describe_skipped(const KillNote &note, const std::string &child_comm,
+                          const char *parent_comm, const std::string &parent_pid);
     // Sends the SIGKILL of escalation `e` to `p`, if it is still allowed, and notes it.
     void escalate(Process *p, const Escalation &e);
-    void schedule(Process *p, uint64_t deadline_ns, const Registrant &who);
+    void schedule(Process *p, uint64_t deadline_ns, const Registrant &who, bool from_scope = false);
+    // An escalation is gone (done or cancelled): its quota is given back.
+    void unscheduled(const Escalation &e);
     void cancel(Process *p);
     void rearm();
 
@@ -261,6 +312,7 @@ class Registry {
     Source *timer_source_;
     Limits limits_;
     BindingStore *store_ = nullptr;
+    ScopeWorker *scopes_ = nullptr;
     PidTable<Process> processes_;
     std::unordered_map<uid_t, uint32_t> per_uid_;
     using Deadlines = std::multimap<uint64_t, Escalation>;
@@ -271,6 +323,11 @@ class Registry {
     std::vector<Process *> graveyard_;
     std::deque<KillNote> notes_;
     std::vector<Sent> sent_; // signal_children's, kept to reuse its memory
+    // Bindings of scope cgroup: the cgroup each reaches. Only they pay for it.
+    std::unordered_map<const Binding *, CgroupRef> cgroups_;
+    // Escalations pending for processes a scope reached, per unprivileged registrant uid: they
+    // count against its bindings quota (Limits::bindings_per_uid), as each holds an fd.
+    std::unordered_map<uid_t, uint32_t> scope_escalations_;
     std::unordered_map<Process *, std::shared_ptr<DeadParent>> dying_; // signalled, not retired
     size_t unpinned_ = 0;        // notes_ at the back still pointing at registry processes
     std::vector<pid_t> unnamed_; // parents to name (by pid: they may be gone by then)

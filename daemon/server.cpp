@@ -83,6 +83,10 @@ uint32_t features_mask() {
         f |= proto::kFeaturePidfsInode;
     if (log_to_journal())
         f |= proto::kFeatureJournal;
+    if (have_pgroup_signal())
+        f |= proto::kFeaturePgroupSignal;
+    if (!cgroup_mount().empty())
+        f |= proto::kFeatureCgroup;
     return f;
 }
 
@@ -198,6 +202,8 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     }
 
     closer_ = std::make_unique<FdCloser>(loop_, &closer_source_);
+    scopes_ = std::make_unique<ScopeWorker>(loop_, &scopes_source_);
+    registry_->set_scope_worker(scopes_.get());
     bind_listener();
     for (const auto &o : options_.obsolete)
         log_fmt(LOG_WARNING, "ignoring {}: bindings are kept in the binding log (--state-dir)", o);
@@ -395,6 +401,9 @@ bool Server::dispatch(int timeout_ms) {
             break;
         case Source::Kind::Closer:
             on_closer();
+            break;
+        case Source::Kind::Scopes:
+            registry_->scopes_done();
             break;
         case Source::Kind::Watchdog: {
             uint64_t expirations;
@@ -888,6 +897,7 @@ void Server::handle_v1(Connection *c, const proto::Request &q, FdBatch *fds) {
         }
         if (q.flags & proto::kFlagGrace)
             policy.grace_ms = q.grace_ms;
+        policy.scope = static_cast<uint8_t>(q.scope);
         Verdict v = do_register(c, q.parent, q.child, policy, fds);
         if (v.error < 0)
             log_refusal(c, "REGISTER", q.parent, q.child, v);
@@ -1211,7 +1221,7 @@ void Server::list(Connection *c, const proto::Request &q) {
         if (!all && b.registrant.uid != c->peer.uid)
             return;
         proto::BindingInfo2 i2{};
-        i2.scope = b.scope;
+        i2.scope = b.policy.scope;
         proto::BindingInfo &i = i2.info;
         i.parent_pid = static_cast<uint32_t>(b.parent->pidfd.pid());
         i.child_pid = static_cast<uint32_t>(b.child->pidfd.pid());

@@ -136,7 +136,9 @@ class Server {
     Source timer_source_{Source::Kind::Timer};
     Source watchdog_source_{Source::Kind::Watchdog};
     Source closer_source_{Source::Kind::Closer};
+    Source scopes_source_{Source::Kind::Scopes};
     std::unique_ptr<FdCloser> closer_;
+    std::unique_ptr<ScopeWorker> scopes_;
     UniqueFd listener_;
     UniqueFd signal_fd_;
     UniqueFd watchdog_fd_;

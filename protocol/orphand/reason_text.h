@@ -62,7 +62,7 @@ static inline ORPHAND_CONSTEXPR_ const char *orphand_reason_text_(uint32_t reaso
     case ORPHAND_REASON_SCOPE_REFUSED:
         return "cgroup scope refused: a root cgroup, or it holds the parent or orphand";
     case ORPHAND_REASON_SCOPE_UNSUPPORTED:
-        return "scope not supported here (cgroup v2 is not at /sys/fs/cgroup)";
+        return "scope not supported here (no cgroup version 2 file system is mounted)";
     default:
         return "unknown reason";
     }
