@@ -34,12 +34,16 @@ const char *kUsage =
     "\n"
     "Commands:\n"
     "  ping                          check that orphand answers\n"
-    "  register PARENT CHILD [--signal SIG] [--grace SECONDS|never]\n"
-    "                                kill CHILD when PARENT dies\n"
+    "  register PARENT CHILD [--signal SIG] [--grace SECONDS|never] [--scope SCOPE]\n"
+    "                                kill CHILD (and SCOPE's other processes) when PARENT dies\n"
     "  unregister PARENT CHILD       forget that binding\n"
     "  list                          show the live bindings\n"
     "  status                        show the daemon's state and kernel features\n"
-    "  run [--] CMD [ARGS...]        run CMD with orphand-forkwait.so preloaded\n"
+    "  run [--scope SCOPE] [--] CMD [ARGS...]\n"
+    "                                run CMD with orphand-forkwait.so preloaded\n"
+    "\n"
+    "SCOPE is process (the child alone, the default), pgroup (the child's process group),\n"
+    "tree (the child and its descendants) or cgroup (every process in the child's cgroup).\n"
     "\n"
     "The socket is --socket, else $ORPHAND_SOCKET, else $XDG_RUNTIME_DIR/orphand.sock for a\n"
     "user whose daemon runs there, else /run/orphand/orphand.sock.\n";
@@ -86,7 +90,14 @@ class Client {
         recv_all(&r, sizeof(r));
         if (r.action != proto::kHello || r.error != 0)
             die("the daemon refused acknowledged mode");
+        // The daemon speaks the lower of its version and ours.
+        if (r.count < 1 || r.count > proto::kVersion)
+            die(fmt::format("the daemon answered HELLO with protocol version {}", r.count));
+        version_ = r.count;
     }
+
+    // The protocol version of this connection.
+    uint32_t version() const { return version_; }
 
     proto::Reply call(proto::Request q, const int *fds = nullptr, size_t nfds = 0) {
         q.seq = ++seq_;
@@ -131,7 +142,16 @@ class Client {
     std::string path_;
     UniqueFd fd_;
     uint32_t seq_ = 0;
+    uint32_t version_ = 0;
 };
+
+// A scope by its name (proto::scope_name); anything else is a usage error.
+uint32_t parse_scope(const std::string &text) {
+    uint32_t scope = proto::scope_from_name(text.c_str());
+    if (scope >= proto::kScopeCount)
+        usage_error(fmt::format("invalid scope: \"{}\" (process, pgroup, tree or cgroup)", text));
+    return scope;
+}
 
 uint32_t parse_pid(const char *what, const char *text) {
     char *end;
@@ -195,6 +215,8 @@ int cmd_register(const std::string &path, std::vector<std::string> args) {
             if (!parse_grace(v, &q.grace_ms))
                 usage_error(fmt::format("invalid grace period: \"{}\"", v));
             q.flags |= proto::kFlagGrace;
+        } else if (a == "--scope" || a.rfind("--scope=", 0) == 0) {
+            q.scope = parse_scope(value("--scope"));
         } else {
             pos.push_back(a);
         }
@@ -212,6 +234,10 @@ int cmd_register(const std::string &path, std::vector<std::string> args) {
     int fds[2] = {child.get(), parent.get()};
     // A parent that no longer exists is sent as a bare pid: the daemon kills the child at once.
     Client c(path);
+    // A daemon of protocol version 1 has no scopes: it would refuse one as a bad policy.
+    if (q.scope != proto::kScopeProcess && c.version() < proto::kVersionScopes)
+        die(fmt::format("the daemon on {} is too old for scope {} (protocol version {})", path,
+                        proto::scope_name(q.scope), c.version()));
     return report(c.call(q, fds, parent ? 2 : 1), fmt::format("register {} {}", q.parent, q.child));
 }
 
@@ -232,9 +258,15 @@ int cmd_list(Client &c) {
     proto::Reply r = c.call(q);
     if (report(r, "list") != 0)
         return 1;
+    // Version 2 records carry the scope; a version 1 daemon has none but process.
     std::vector<proto::BindingInfo2> infos(r.count);
-    if (r.count)
-        c.recv_all(infos.data(), infos.size() * sizeof(proto::BindingInfo2));
+    if (c.version() >= proto::kVersionScopes) {
+        if (r.count)
+            c.recv_all(infos.data(), infos.size() * sizeof(proto::BindingInfo2));
+    } else {
+        for (auto &i2 : infos)
+            c.recv_all(&i2.info, sizeof(i2.info));
+    }
     if (infos.empty()) {
         std::printf("no bindings\n");
         return 0;
@@ -299,6 +331,13 @@ int cmd_status(Client &c, const std::string &path) {
                     ? "yes: bindings survive a restart or a crash (binding log)"
                     : "no: bindings are lost if orphand restarts (no --state-dir)");
     std::printf("  journal          %s\n", yes(proto::kFeatureJournal) ? "yes" : "no (stderr)");
+    std::printf("  pgroup signal    %s\n",
+                yes(proto::kFeaturePgroupSignal)
+                    ? "yes: scope pgroup signals a whole process group at once"
+                    : "no (Linux < 6.9): scope pgroup signals the group's members one by one");
+    std::printf("  cgroup scope     %s\n", yes(proto::kFeatureCgroup)
+                                               ? "yes: cgroup v2"
+                                               : "no: scope cgroup is refused (no cgroup v2)");
     return 0;
 }
 
@@ -322,8 +361,31 @@ std::string shim_path() {
 }
 
 int cmd_run(std::vector<std::string> args, const std::string &socket_option) {
-    if (!args.empty() && args[0] == "--")
-        args.erase(args.begin());
+    // Options end at "--" or at the command.
+    const char *scope = nullptr;
+    size_t i = 0;
+    for (; i < args.size(); ++i) {
+        const std::string &a = args[i];
+        if (a == "--") {
+            ++i;
+            break;
+        }
+        if (a == "--scope" || a.rfind("--scope=", 0) == 0) {
+            std::string v;
+            if (a.size() > 7)
+                v = a.substr(8);
+            else if (i + 1 < args.size())
+                v = args[++i];
+            else
+                usage_error("--scope needs a value");
+            scope = proto::scope_name(parse_scope(v));
+        } else if (!a.empty() && a[0] == '-') {
+            usage_error(fmt::format("unknown run option \"{}\"", a));
+        } else {
+            break;
+        }
+    }
+    args.erase(args.begin(), args.begin() + static_cast<std::ptrdiff_t>(i));
     if (args.empty())
         usage_error("run needs a command");
     std::string shim = shim_path();
@@ -333,9 +395,12 @@ int cmd_run(std::vector<std::string> args, const std::string &socket_option) {
     if (const char *old = std::getenv("LD_PRELOAD"); old && *old)
         preload += std::string(":") + old;
     ::setenv("LD_PRELOAD", preload.c_str(), 1);
-    // The shim finds the daemon through ORPHAND_SOCKET; --socket sets it for the command.
+    // The shim finds the daemon through ORPHAND_SOCKET; --socket sets it for the command, as
+    // --scope sets the shim's ORPHAND_SCOPE.
     if (!socket_option.empty())
         ::setenv("ORPHAND_SOCKET", socket_option.c_str(), 1);
+    if (scope)
+        ::setenv("ORPHAND_SCOPE", scope, 1);
     std::vector<char *> argv;
     for (auto &a : args)
         argv.push_back(a.data());

@@ -22,11 +22,18 @@
 
 #define ORPHAND_EXPORT __attribute__((visibility("default")))
 
+/* The library's policy flag must never collide with a request flag of the wire. */
+_Static_assert((ORPHAND_POLICY_SCOPE & (ORPHAND_FLAG_SIGNAL | ORPHAND_FLAG_GRACE)) == 0,
+               "ORPHAND_POLICY_SCOPE is a wire flag");
+/* LIST's conversions between the two record layouts move `info` as the first bytes. */
+_Static_assert(offsetof(struct orphand_binding_info2, info) == 0, "binding_info2 layout");
+
 struct orphand_conn {
-    int fd;         /* owned; SOCK_CLOEXEC | SOCK_NONBLOCK */
-    int timeout_ms; /* bound on each wait for the daemon */
-    uint32_t seq;   /* of the last request */
-    int broken;     /* a message was cut short: the stream is out of step, only close remains */
+    int fd;           /* owned; SOCK_CLOEXEC | SOCK_NONBLOCK */
+    int timeout_ms;   /* bound on each wait for the daemon */
+    uint32_t seq;     /* of the last request */
+    uint32_t version; /* the protocol version the daemon answered HELLO with */
+    int broken;       /* a message was cut short: the stream is out of step, only close remains */
 };
 
 /* Sets *reason (if wanted) and returns `error`: every exit of a request goes through here. */
@@ -179,17 +186,23 @@ static int pidfd_pid(int pidfd) {
     return pid > 0 && pid <= 0x7fffffff ? (int)pid : -EBADF;
 }
 
-/* Fills a request's policy fields. 0, or -EINVAL for unknown flags. */
+/* Fills a request's policy fields. 0, or -EINVAL for unknown flags. `scope` is read only with
+ * ORPHAND_POLICY_SCOPE: a program built before it existed passes a struct without the field.
+ * The scope's value is the daemon's to judge, so that a scope newer than this library works
+ * with a daemon that knows it. */
 static int set_policy(struct orphand_request *q, const struct orphand_policy *policy) {
     if (!policy)
         return 0;
-    if (policy->flags & ~(ORPHAND_FLAG_SIGNAL | ORPHAND_FLAG_GRACE))
+    uint32_t wire = policy->flags & ~ORPHAND_POLICY_SCOPE;
+    if (wire & ~(ORPHAND_FLAG_SIGNAL | ORPHAND_FLAG_GRACE))
         return -EINVAL;
-    q->flags = policy->flags;
-    if (policy->flags & ORPHAND_FLAG_SIGNAL)
+    q->flags = wire;
+    if (wire & ORPHAND_FLAG_SIGNAL)
         q->signal = policy->signal;
-    if (policy->flags & ORPHAND_FLAG_GRACE)
+    if (wire & ORPHAND_FLAG_GRACE)
         q->grace_ms = policy->grace_ms;
+    if (policy->flags & ORPHAND_POLICY_SCOPE)
+        q->scope = policy->scope;
     return 0;
 }
 
@@ -246,13 +259,18 @@ ORPHAND_EXPORT int orphand_connect(orphand_conn **conn, const char *path, int ti
     if (e == 0) {
         /* A daemon that does not know HELLO sends nothing: the reply is awaited with a
          * timeout (orphand-protocol(7)). */
-        struct orphand_record hello = {ORPHAND_HELLO_MAGIC, 1u, ORPHAND_ACTION_HELLO};
+        struct orphand_record hello = {ORPHAND_HELLO_MAGIC, ORPHAND_PROTOCOL_VERSION,
+                                       ORPHAND_ACTION_HELLO};
         struct orphand_reply r;
         e = send_message(c, &hello, sizeof(hello), NULL, 0);
         if (e == 0)
             e = recv_exact(c, &r, sizeof(r));
-        if (e == 0 && (r.action != ORPHAND_ACTION_HELLO || r.error != 0 || r.count < 1))
+        /* The daemon speaks the lower of its version and ours: a higher one is out of step. */
+        if (e == 0 && (r.action != ORPHAND_ACTION_HELLO || r.error != 0 || r.count < 1 ||
+                       r.count > ORPHAND_PROTOCOL_VERSION))
             e = -EPROTO;
+        if (e == 0)
+            c->version = r.count;
     }
     if (e < 0) {
         orphand_close(c);
@@ -327,41 +345,87 @@ ORPHAND_EXPORT int orphand_unbind(orphand_conn *conn, pid_t parent, pid_t child,
     return call(conn, q, NULL, 0, &r, reason);
 }
 
-ORPHAND_EXPORT int orphand_list(orphand_conn *conn, struct orphand_binding_info **bindings,
-                                size_t *count, uint32_t *reason) {
-    if (!bindings || !count)
-        return fail(reason, -EINVAL, ORPHAND_REASON_CLIENT);
-    *bindings = NULL;
+/* LIST, with the records in the version 2 layout whatever the connection's version: on success
+ * *out is a malloc'ed array of *count records (NULL when there are none). */
+static int list_records(orphand_conn *conn, struct orphand_binding_info2 **out, size_t *count,
+                        uint32_t *reason) {
+    *out = NULL;
     *count = 0;
     struct orphand_request q = {.action = ORPHAND_ACTION_LIST};
     struct orphand_reply r;
     int e = call(conn, q, NULL, 0, &r, reason);
     if (e < 0 || r.count == 0)
         return e;
+    /* A version 1 daemon sends the 64-byte orphand_binding_info. */
+    size_t wire = conn->version >= 2 ? sizeof(struct orphand_binding_info2)
+                                     : sizeof(struct orphand_binding_info);
     size_t n = r.count;
-    struct orphand_binding_info *out =
-        n <= SIZE_MAX / sizeof(*out) ? malloc(n * sizeof(*out)) : NULL;
-    if (!out) {
+    struct orphand_binding_info2 *records =
+        n <= SIZE_MAX / sizeof(*records) ? malloc(n * sizeof(*records)) : NULL;
+    if (!records) {
         /* Read the records anyway, so that the connection stays in step. */
-        struct orphand_binding_info skip;
+        struct orphand_binding_info2 skip;
         for (size_t i = 0; i < n && e == 0; ++i)
-            e = recv_exact(conn, &skip, sizeof(skip));
+            e = recv_exact(conn, &skip, wire);
         if (e < 0)
             conn->broken = 1;
         return fail(reason, e < 0 ? e : -ENOMEM, ORPHAND_REASON_CLIENT);
     }
-    e = recv_exact(conn, out, n * sizeof(*out));
+    e = recv_exact(conn, records, n * wire);
     if (e < 0) {
         conn->broken = 1;
-        free(out);
+        free(records);
         return fail(reason, e, ORPHAND_REASON_CLIENT);
     }
-    *bindings = out;
+    if (wire < sizeof(*records)) {
+        /* v1 records, packed at the front: spread out in place, last first, so that none is
+         * overwritten before it has moved. `info` is the first member of a v2 record. */
+        char *bytes = (char *)records;
+        for (size_t i = n; i-- > 0;) {
+            memmove(bytes + i * sizeof(*records), bytes + i * wire, wire);
+            memset(bytes + i * sizeof(*records) + wire, 0, sizeof(*records) - wire);
+            records[i].scope = ORPHAND_SCOPE_PROCESS;
+        }
+    }
+    *out = records;
+    *count = n;
+    return 0;
+}
+
+ORPHAND_EXPORT int orphand_list(orphand_conn *conn, struct orphand_binding_info **bindings,
+                                size_t *count, uint32_t *reason) {
+    if (!bindings || !count)
+        return fail(reason, -EINVAL, ORPHAND_REASON_CLIENT);
+    struct orphand_binding_info2 *records;
+    size_t n;
+    *bindings = NULL;
+    *count = 0;
+    int e = list_records(conn, &records, &n, reason);
+    if (e < 0 || n == 0)
+        return e;
+    /* Packed in place into the v1 layout, first first: each record moves towards the front.
+     * `info` is the first member of a v2 record. */
+    char *bytes = (char *)records;
+    for (size_t i = 0; i < n; ++i)
+        memmove(bytes + i * sizeof(struct orphand_binding_info), bytes + i * sizeof(*records),
+                sizeof(struct orphand_binding_info));
+    *bindings = (struct orphand_binding_info *)records;
     *count = n;
     return 0;
 }
 
 ORPHAND_EXPORT void orphand_list_free(struct orphand_binding_info *bindings) {
+    free(bindings);
+}
+
+ORPHAND_EXPORT int orphand_list2(orphand_conn *conn, struct orphand_binding_info2 **bindings,
+                                 size_t *count, uint32_t *reason) {
+    if (!bindings || !count)
+        return fail(reason, -EINVAL, ORPHAND_REASON_CLIENT);
+    return list_records(conn, bindings, count, reason);
+}
+
+ORPHAND_EXPORT void orphand_list2_free(struct orphand_binding_info2 *bindings) {
     free(bindings);
 }
 

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Sends one REGISTER record with the child's pidfd over a per-call connection to orphand.
+// Sends one REGISTER record with the child's pidfd over a per-call connection to orphand; with
+// a kill scope (ORPHAND_SCOPE), a HELLO and an acknowledged REGISTER instead.
 //
 // Everything here may run inside a signal handler, in a thread that is being cancelled, or in a
 // program that closes or dup2()s over random fds. Hence: raw syscall() only (libc's socket
@@ -9,6 +10,7 @@
 #include "registration.hpp"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +35,12 @@ constexpr int kPPidfd = 3;
 constexpr long kRetryBudgetNs = 100'000'000;
 constexpr long kFirstBackoffNs = 50'000;
 constexpr long kMaxBackoffNs = 10'000'000;
+
+// How long a registration with a scope waits for the daemon's replies, in all. They only tell
+// whether the scope was refused: the request is sent before the wait, and the daemon acts on it
+// even if nobody reads the reply. Bounded like the connect retries, so that a stopped daemon
+// delays each fork by about this long at most.
+constexpr long kReplyBudgetNs = 100'000'000;
 
 // Owns one fd for the duration of a registration; closes it with the raw syscall.
 class UniqueFd {
@@ -97,7 +105,8 @@ class Line {
     size_t len_ = 0;
 };
 
-// strerror() is not async-signal-safe (locales); these are the errors a registration meets.
+// strerror() is not async-signal-safe (locales); these are the errors a registration meets,
+// the daemon's refusals included.
 const char *errno_name(int e) {
     switch (e) {
     case ENOENT:
@@ -128,6 +137,14 @@ const char *errno_name(int e) {
         return "ENOTDIR";
     case ENOSYS:
         return "ENOSYS (kernel without pidfd_open)";
+    case EINVAL:
+        return "EINVAL";
+    case ESRCH:
+        return "ESRCH";
+    case EDQUOT:
+        return "EDQUOT";
+    case EOPNOTSUPP:
+        return "EOPNOTSUPP";
     default:
         return nullptr;
     }
@@ -145,20 +162,37 @@ template <size_t N> int socket_path(char (&buf)[N]) {
     return orphand_socket_path_resolve(nullptr, buf, N);
 }
 
+// The start of every line about `child`: "orphand-forkwait: pid SELF: child CHILD".
+Line about(pid_t self, pid_t child) {
+    Line line;
+    line.add("orphand-forkwait: pid ").add(long{self}).add(": child ").add(long{child});
+    return line;
+}
+
+// errno `e` by name, or by number.
+void add_errno(Line &line, int e) {
+    const char *name = errno_name(e);
+    if (name)
+        line.add(name);
+    else
+        line.add("errno ").add(long{e});
+}
+
+// ": what: ERRNO" for a failure.
+void add_failure(Line &line, const Failure &f) {
+    line.add(": ").add(f.what);
+    if (f.error) {
+        line.add(": ");
+        add_errno(line, f.error);
+    }
+}
+
 void report(pid_t self, pid_t child, const Failure &f) {
     if (!debug_enabled())
         return;
-    Line line;
-    line.add("orphand-forkwait: pid ").add(long{self}).add(": child ").add(long{child});
-    line.add(" not bound: ").add(f.what);
-    if (f.error) {
-        const char *name = errno_name(f.error);
-        line.add(": ");
-        if (name)
-            line.add(name);
-        else
-            line.add("errno ").add(long{f.error});
-    }
+    Line line = about(self, child);
+    line.add(" not bound");
+    add_failure(line, f);
     char path[sizeof(sockaddr_un::sun_path)];
     line.add(" [").add(socket_path(path) >= 0 ? path : "socket path too long").add("]");
     line.write_stderr();
@@ -191,14 +225,32 @@ template <typename Op> long with_retry(Op op) {
     }
 }
 
-// Connects, sends {self, child, REGISTER} with the child's pidfd, closes. True on success.
-bool send_register(pid_t self, pid_t child, int pidfd, Failure &f) {
+// A control buffer that carries one fd (SCM_RIGHTS) with a message.
+union FdControl {
+    struct cmsghdr align;
+    char buf[CMSG_SPACE(sizeof(int))];
+};
+
+// Attaches `fd` (borrowed) to `msg` through `control`, which must outlive the send.
+void attach_fd(struct msghdr &msg, FdControl &control, int fd) {
+    ::memset(control.buf, 0, sizeof(control.buf));
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    ::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+}
+
+// A new connection to the daemon (non-blocking, close-on-exec), or -1 with `f` set.
+long connect_daemon(Failure &f) {
     struct sockaddr_un addr {};
     addr.sun_family = AF_UNIX;
     int len = socket_path(addr.sun_path);
     if (len < 0) {
         f = {"socket path too long", ENAMETOOLONG};
-        return false;
+        return -1;
     }
     auto addr_len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) +
                                            static_cast<size_t>(len) + 1);
@@ -207,32 +259,31 @@ bool send_register(pid_t self, pid_t child, int pidfd, Failure &f) {
     UniqueFd sock(::syscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     if (!sock.valid()) {
         f = {"socket", errno};
-        return false;
+        return -1;
     }
     if (with_retry([&] { return ::syscall(SYS_connect, sock.get(), &addr, addr_len); }) < 0) {
         f = {"connect", errno};
-        return false;
+        return -1;
     }
+    return sock.release();
+}
+
+// Connects, sends {self, child, REGISTER} with the child's pidfd, closes. True on success.
+bool send_register(pid_t self, pid_t child, int pidfd, Failure &f) {
+    UniqueFd sock(connect_daemon(f));
+    if (!sock.valid())
+        return false;
 
     proto::Record record{static_cast<uint32_t>(self), static_cast<uint32_t>(child),
                          proto::kRegister};
     struct iovec iov {
         &record, sizeof(record)
     };
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int))];
-    } control{};
+    FdControl control;
     struct msghdr msg {};
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-    ::memcpy(CMSG_DATA(cmsg), &pidfd, sizeof(int));
+    attach_fd(msg, control, pidfd);
 
     // MSG_NOSIGNAL: a daemon that went away must not SIGPIPE the program.
     long sent = with_retry(
@@ -246,6 +297,220 @@ bool send_register(pid_t self, pid_t child, int pidfd, Failure &f) {
         f = {"short sendmsg", 0};
         return false;
     }
+    return true;
+}
+
+// The scope ORPHAND_SCOPE names, by the names every client uses (proto::scope_from_name).
+// Unset or empty: kScopeProcess. A name that is no scope is kScopeProcess too, with `unknown`
+// pointing at it (in environ) for the report.
+uint32_t requested_scope(const char *&unknown) {
+    unknown = nullptr;
+    // getenv only reads environ: no locks, no allocation.
+    const char *v = ::getenv("ORPHAND_SCOPE");
+    if (!v || !*v)
+        return proto::kScopeProcess;
+    uint32_t scope = proto::scope_from_name(v);
+    if (scope < proto::kScopeCount)
+        return scope;
+    unknown = v;
+    return proto::kScopeProcess;
+}
+
+void report_unknown_scope(pid_t self, pid_t child, const char *value) {
+    if (!debug_enabled())
+        return;
+    about(self, child)
+        .add(": unknown ORPHAND_SCOPE \"")
+        .add(value)
+        .add("\" (process, pgroup, tree or cgroup): binding with scope process")
+        .write_stderr();
+}
+
+// A refusal from the daemon: "child N not bound with scope S: REASON (ERRNO)", then what
+// came of the fallback to scope process, if there was one: `then`, and `why` it failed.
+void report_refusal(pid_t self, pid_t child, uint32_t scope, const proto::Reply &r,
+                    const char *then = nullptr, const char *why = nullptr) {
+    if (!debug_enabled())
+        return;
+    Line line = about(self, child);
+    line.add(" not bound with scope ").add(proto::scope_name(scope)).add(": ");
+    line.add(proto::reason_text(r.reason)).add(" (");
+    add_errno(line, -r.error);
+    line.add(")");
+    if (then)
+        line.add("; ").add(then);
+    if (why)
+        line.add(": ").add(why);
+    line.write_stderr();
+}
+
+// After the request was sent, the daemon acts on it whatever happens to its reply: a failure
+// to read the reply is reported as such, not as a child left unbound.
+void report_unanswered(pid_t self, pid_t child, uint32_t scope, const Failure &f) {
+    if (!debug_enabled())
+        return;
+    Line line = about(self, child);
+    line.add(": REGISTER with scope ").add(proto::scope_name(scope)).add(" sent, but");
+    add_failure(line, f);
+    line.write_stderr();
+}
+
+// Sends the legacy HELLO record and then `q` with the child's pidfd, as two messages so that
+// the fd travels with the request's first byte (orphand-protocol(7)), in one sendmmsg. HELLO
+// is sent without waiting for its reply: the daemon reads the request once HELLO switched the
+// connection to requests.
+bool send_hello_and(int sock, const proto::Request &q, int pidfd, Failure &f) {
+    proto::Record hello{proto::kHelloMagic, proto::kVersion, proto::kHello};
+    proto::Request request = q;
+    struct iovec iov[2] = {{&hello, sizeof(hello)}, {&request, sizeof(request)}};
+    FdControl control;
+    struct mmsghdr msgs[2]{};
+    msgs[0].msg_hdr.msg_iov = &iov[0];
+    msgs[0].msg_hdr.msg_iovlen = 1;
+    msgs[1].msg_hdr.msg_iov = &iov[1];
+    msgs[1].msg_hdr.msg_iovlen = 1;
+    attach_fd(msgs[1].msg_hdr, control, pidfd);
+    // MSG_NOSIGNAL: a daemon that went away must not SIGPIPE the program.
+    long sent = with_retry(
+        [&] { return ::syscall(SYS_sendmmsg, sock, msgs, 2, MSG_NOSIGNAL | MSG_DONTWAIT); });
+    if (sent < 0) {
+        f = {"sendmmsg", errno};
+        return false;
+    }
+    if (msgs[0].msg_len != sizeof(hello)) {
+        f = {"short sendmmsg", 0};
+        return false;
+    }
+    if (sent == 1) {
+        // HELLO went, the request did not (yet): send it alone.
+        long n = with_retry([&] {
+            return ::syscall(SYS_sendmsg, sock, &msgs[1].msg_hdr, MSG_NOSIGNAL | MSG_DONTWAIT);
+        });
+        if (n < 0) {
+            f = {"sendmsg", errno};
+            return false;
+        }
+        msgs[1].msg_len = static_cast<unsigned>(n);
+    }
+    if (msgs[1].msg_len != sizeof(request)) {
+        f = {"short sendmmsg", 0};
+        return false;
+    }
+    return true;
+}
+
+// The raw ppoll takes the kernel's timespec, which is glibc's where time_t is a long.
+static_assert(sizeof(struct timespec) == 2 * sizeof(long), "timespec is not the kernel's");
+
+// Reads exactly `size` bytes from the non-blocking `sock`, waiting at most what is left of
+// `budget`: the raw ppoll writes the time left back into it, so that waits add up.
+bool read_exact(int sock, void *data, size_t size, struct timespec &budget, Failure &f) {
+    auto *p = static_cast<char *>(data);
+    while (size > 0) {
+        struct pollfd pfd = {sock, POLLIN, 0};
+        long r = ::syscall(SYS_ppoll, &pfd, 1, &budget, nullptr, 0);
+        if (r < 0 && errno != EINTR) {
+            f = {"ppoll", errno};
+            return false;
+        }
+        if (r == 0) {
+            f = {"no reply within 100 ms", 0};
+            return false;
+        }
+        long n = ::syscall(SYS_read, sock, p, size);
+        if (n == 0) {
+            f = {"the daemon closed the connection", 0};
+            return false;
+        }
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            f = {"read", errno};
+            return false;
+        }
+        p += n;
+        size -= static_cast<size_t>(n);
+    }
+    return true;
+}
+
+// A reply that answers `q`.
+bool answers(const proto::Reply &r, const proto::Request &q) {
+    return r.seq == q.seq && r.action == q.action && r.error <= 0;
+}
+
+// Binds `child` with `scope` (not kScopeProcess) in acknowledged mode: HELLO and REGISTER, then
+// their replies. A refusal of the scope itself (a daemon of protocol version 1, which has no
+// scopes, or a cgroup scope refused or unsupported) falls back to scope process on the same
+// connection: the child is bound as it would be without ORPHAND_SCOPE. False with `f` set when
+// nothing was sent; what happens after is reported here.
+bool register_scoped(pid_t self, pid_t child, int pidfd, uint32_t scope, Failure &f) {
+    UniqueFd sock(connect_daemon(f));
+    if (!sock.valid())
+        return false;
+    proto::Request q{};
+    q.parent = static_cast<uint32_t>(self);
+    q.child = static_cast<uint32_t>(child);
+    q.action = proto::kRegister;
+    q.seq = 1;
+    q.scope = scope;
+    if (!send_hello_and(sock.get(), q, pidfd, f))
+        return false;
+
+    proto::Reply replies[2]{};
+    struct timespec budget {
+        0, kReplyBudgetNs
+    };
+    if (!read_exact(sock.get(), replies, sizeof(replies), budget, f)) {
+        report_unanswered(self, child, scope, f);
+        return true;
+    }
+    const proto::Reply &hello = replies[0], &reply = replies[1];
+    if (hello.action != proto::kHello || hello.error != 0 || hello.count < 1 ||
+        !answers(reply, q)) {
+        report_unanswered(self, child, scope, {"unexpected reply", 0});
+        return true;
+    }
+    // A child that exited before the daemon read the request has nothing left to kill: that
+    // is not a failure (the legacy record's refusal of it is silent too).
+    if (reply.error == 0 || reply.reason == proto::kNoSuchProcess)
+        return true;
+    bool scope_refused = hello.count < proto::kVersionScopes || reply.reason == proto::kBadPolicy ||
+                         reply.reason == proto::kScopeRefused ||
+                         reply.reason == proto::kScopeUnsupported;
+    if (!scope_refused) {
+        report_refusal(self, child, scope, reply);
+        return true;
+    }
+
+    proto::Request fallback = q;
+    fallback.seq = 2;
+    fallback.scope = proto::kScopeProcess;
+    struct iovec iov {
+        &fallback, sizeof(fallback)
+    };
+    FdControl control;
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    attach_fd(msg, control, pidfd);
+    long sent = with_retry(
+        [&] { return ::syscall(SYS_sendmsg, sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
+    if (sent != static_cast<long>(sizeof(fallback))) {
+        const char *why = sent < 0 ? errno_name(errno) : "short sendmsg";
+        report_refusal(self, child, scope, reply, "not bound with scope process either",
+                       why ? why : "sendmsg failed");
+        return true;
+    }
+    proto::Reply again{};
+    budget = {0, kReplyBudgetNs};
+    if (!read_exact(sock.get(), &again, sizeof(again), budget, f) || !answers(again, fallback))
+        report_refusal(self, child, scope, reply, "scope process sent, without a reply");
+    else if (again.error < 0)
+        report_refusal(self, child, scope, reply, "not bound with scope process either",
+                       proto::reason_text(again.reason));
+    else
+        report_refusal(self, child, scope, reply, "bound with scope process");
     return true;
 }
 
@@ -293,8 +558,15 @@ void register_child_pidfd(pid_t child, int pidfd) {
         return;
     int saved = errno;
     auto self = static_cast<pid_t>(::syscall(SYS_getpid));
+    const char *unknown;
+    uint32_t scope = requested_scope(unknown);
+    if (unknown)
+        report_unknown_scope(self, child, unknown);
     Failure f;
-    if (!send_register(self, child, pidfd, f))
+    // Scope process is the legacy record, sent and forgotten: what the shim did before scopes.
+    bool ok = scope == proto::kScopeProcess ? send_register(self, child, pidfd, f)
+                                            : register_scoped(self, child, pidfd, scope, f);
+    if (!ok)
         report(self, child, f);
     errno = saved;
 }

@@ -225,25 +225,36 @@ int orphand_socket_path(const char *path, char *buf, size_t size);
  * daemon on this connection. On success *conn is a new connection, closed with
  * orphand_close(). Errors: those of socket(2) and connect(2) (-ENOENT, -ECONNREFUSED,
  * -EAGAIN when the daemon's backlog is full), -ENAMETOOLONG, -ETIMEDOUT (no reply to HELLO: a
- * daemon too old for acknowledged mode), -EPROTO (an unexpected reply), -ENOMEM. */
+ * daemon too old for acknowledged mode), -EPROTO (an unexpected reply), -ENOMEM. The
+ * connection speaks the lower of ORPHAND_PROTOCOL_VERSION and the daemon's version. */
 int orphand_connect(orphand_conn **conn, const char *path, int timeout_ms);
 
 /* Closes the connection and frees it. NULL is ignored. */
 void orphand_close(orphand_conn *conn);
 
-/* The first signal and grace period of a binding; a NULL policy means the daemon's defaults. */
+/* The first signal, grace period and kill scope of a binding; a NULL policy means the daemon's
+ * defaults (scope ORPHAND_SCOPE_PROCESS). `scope` was added in liborphand 0.2: the library
+ * reads it only when `flags` has ORPHAND_POLICY_SCOPE, so a program built with the older,
+ * 12-byte struct (whose flags never have that bit) keeps working. */
 struct orphand_policy {
-    uint32_t flags;    /* ORPHAND_FLAG_SIGNAL, ORPHAND_FLAG_GRACE: which fields are set */
+    uint32_t flags;    /* ORPHAND_FLAG_SIGNAL, ORPHAND_FLAG_GRACE, ORPHAND_POLICY_SCOPE */
     int signal;        /* first signal, 1 to 64 */
     uint32_t grace_ms; /* time to SIGKILL, or ORPHAND_GRACE_NEVER */
+    uint32_t scope;    /* with ORPHAND_POLICY_SCOPE: an ORPHAND_SCOPE_* */
 };
+
+/* orphand_policy.flags: `scope` is set. The library's own bit, never sent to the daemon; the
+ * wire's request flags will never use it. */
+#define ORPHAND_POLICY_SCOPE 0x80000000u
 
 /* Binds `child` to `parent` (0: the calling process): orphand signals the child when the
  * parent dies. Both are opened as pidfds and passed with the request, so the daemon holds the
  * processes named here even if one exits before it reads the request; a parent that no longer
  * exists is sent by pid and the daemon kills the child at once (error 0, reason
  * ORPHAND_REASON_PARENT_ALREADY_DEAD). Errors: the daemon's (see orphand-protocol(7), REASONS),
- * and -ESRCH (reason ORPHAND_REASON_NO_SUCH_PROCESS) for a child that does not exist. */
+ * and -ESRCH (reason ORPHAND_REASON_NO_SUCH_PROCESS) for a child that does not exist. A scope
+ * the daemon does not know, and on a daemon older than protocol version 2 any scope but
+ * ORPHAND_SCOPE_PROCESS, is refused with -EINVAL (ORPHAND_REASON_BAD_POLICY). */
 int orphand_bind(orphand_conn *conn, pid_t parent, pid_t child, const struct orphand_policy *policy,
                  uint32_t *reason);
 
@@ -267,6 +278,15 @@ int orphand_list(orphand_conn *conn, struct orphand_binding_info **bindings, siz
 
 /* Frees an array from orphand_list(). NULL is ignored. */
 void orphand_list_free(struct orphand_binding_info *bindings);
+
+/* As orphand_list(), with each binding's scope (liborphand 0.2). From a daemon older than
+ * protocol version 2, which has no scopes, every scope is ORPHAND_SCOPE_PROCESS. The array is
+ * freed with orphand_list2_free(). */
+int orphand_list2(orphand_conn *conn, struct orphand_binding_info2 **bindings, size_t *count,
+                  uint32_t *reason);
+
+/* Frees an array from orphand_list2(). NULL is ignored. */
+void orphand_list2_free(struct orphand_binding_info2 *bindings);
 
 /* The daemon's state into *status. */
 int orphand_status(orphand_conn *conn, struct orphand_status_info *status, uint32_t *reason);

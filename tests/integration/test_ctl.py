@@ -109,6 +109,63 @@ def main():
         it.expect_dead(d, child, child_fd, "the child", sig=signal.SIGTERM)
         d.wait_until(lambda: "1 killed since start" in d.ctl("status").stdout, "kill counted")
 
+        check_scope(d)
+
+
+def check_scope(d):
+    """--scope: usage errors, a scope listed, a refusal's reason, and run's ORPHAND_SCOPE."""
+    parent, _ = it.sleeper("orph-parent")
+    child, _ = it.sleeper("orph-child")
+    p, c = str(parent.pid), str(child.pid)
+    for args, needle in ((["register", p, c, "--scope", "bogus"], 'invalid scope: "bogus"'),
+                         (["register", p, c, "--scope=Tree"], 'invalid scope: "Tree"'),
+                         (["register", p, c, "--scope="], 'invalid scope: ""'),
+                         (["register", p, c, "--scope"], "--scope needs a value"),
+                         (["run", "--scope=nope", "--", "true"], 'invalid scope: "nope"'),
+                         (["run", "--scope"], "--scope needs a value"),
+                         (["run", "--bogus", "true"], 'unknown run option "--bogus"')):
+        r = d.ctl(*args, check_rc=False)
+        ot.check(r.returncode == 2 and needle in r.stderr and "orphanctl --help" in r.stderr,
+                 f"orphanctl {args}: rc {r.returncode}, stderr {r.stderr!r}")
+    ot.check(it.pairs(d) == set(), "a usage error registered something")
+
+    def scope_listed():
+        rows = [line.split() for line in d.ctl("list").stdout.splitlines()[1:-1]]
+        return [row[5] for row in rows if row[1] == f"orph-child[{child.pid}]"]
+
+    r = d.ctl("register", "--scope=tree", p, c)
+    ot.check(r.stdout == "" and r.stderr == "", f"register --scope=tree: {r.stdout!r} {r.stderr!r}")
+    ot.check(scope_listed() == ["tree"], f"list shows scope {scope_listed()}, not tree")
+    d.ctl("unregister", p, c)
+    r = d.ctl("register", p, c, "--scope", "process")
+    ot.check(r.returncode == 0 and scope_listed() == ["process"], f"--scope process: {r}")
+    d.ctl("unregister", p, c)
+
+    # Both sleepers share the test's cgroup: it holds the parent, or there is no cgroup v2.
+    r = d.ctl("register", p, c, "--scope=cgroup", check_rc=False)
+    ot.check(r.returncode == 1 and ("cgroup scope refused" in r.stderr or
+                                    "scope not supported here" in r.stderr),
+             f"register --scope=cgroup: rc {r.returncode}, {r.stderr!r}")
+    ot.check(scope_listed() == [], "a refused scope was bound")
+
+    out = d.ctl("status").stdout
+    for line in ("  pgroup signal    ", "  cgroup scope     "):
+        ot.check(line in out, f"status does not report {line.strip()!r}:\n{out}")
+
+    # run --scope sets the shim's ORPHAND_SCOPE for the command; without it, the inherited one.
+    # The preloaded library is this test's own libc, a no-op: the shim of an ASan build cannot
+    # be preloaded into sh.
+    with open("/proc/self/maps") as f:
+        libc = next(line.split()[-1] for line in f
+                    if os.path.basename(line.split()[-1]).startswith("libc.so"))
+    for args, env, want in ((["--scope=tree"], {}, "tree"), (["--scope", "pgroup"], {}, "pgroup"),
+                            ([], {"ORPHAND_SCOPE": "cgroup"}, "cgroup"),
+                            (["--scope=process"], {"ORPHAND_SCOPE": "tree"}, "process")):
+        r = ctl("--socket", d.socket, "run", *args, "--", "sh", "-c", 'echo "$ORPHAND_SCOPE"',
+                env=dict(env, ORPHAND_SHIM=libc))
+        ot.check(r.returncode == 0 and r.stdout == f"{want}\n",
+                 f"run {args} with {env}: rc {r.returncode}, {r.stdout!r} {r.stderr!r}")
+
 
 if __name__ == "__main__":
     ot.run(main)

@@ -1,14 +1,18 @@
 # SPDX-License-Identifier: MIT
 """liborphand's calls (through ctypes) against a private daemon, with real processes: bind by
 pid, by pidfd and to another parent, unbind, list, status, ping, orphand_bind_child, the socket
-rule, and the errors with their reasons."""
+rule, and the errors with their reasons; kill scopes through orphand_policy and orphand_list2,
+and a caller built with the older 12-byte orphand_policy. Against fake daemons, the messages the
+library sends and its handling of protocol versions 1 and 2."""
 
 import ctypes
 import errno
 import os
 import signal
 import socket
+import struct
 import tempfile
+import threading
 
 import orphtest as ot
 
@@ -16,11 +20,21 @@ LIB = os.environ["ORPHAND_LIB"]
 
 REASON = {"OK": 0, "PARENT_ALREADY_DEAD": 1, "ALREADY_BOUND": 2, "BAD_PID": 4,
           "SAME_PROCESS": 5, "PROTECTED_TARGET": 6, "NO_SUCH_PROCESS": 7, "NOT_PIDFD": 9,
-          "BAD_POLICY": 17, "NOT_BOUND": 18, "CLIENT": 0x100}
+          "BAD_POLICY": 17, "NOT_BOUND": 18, "SCOPE_REFUSED": 21, "SCOPE_UNSUPPORTED": 22,
+          "CLIENT": 0x100}
 FLAG_SIGNAL, FLAG_GRACE = 1, 2
+POLICY_SCOPE = 0x80000000  # the library's flag: `scope` is set
+SCOPES = {"process": 0, "pgroup": 1, "tree": 2, "cgroup": 3}
+PROTOCOL_VERSION = 2
 
 
 class Policy(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint32), ("signal", ctypes.c_int),
+                ("grace_ms", ctypes.c_uint32), ("scope", ctypes.c_uint32)]
+
+
+class OldPolicy(ctypes.Structure):
+    """struct orphand_policy as liborphand 0.1 declared it, without `scope`."""
     _fields_ = [("flags", ctypes.c_uint32), ("signal", ctypes.c_int),
                 ("grace_ms", ctypes.c_uint32)]
 
@@ -31,6 +45,11 @@ class BindingInfo(ctypes.Structure):
                 ("signal", ctypes.c_int32), ("grace_ms", ctypes.c_uint32),
                 ("age_ms", ctypes.c_uint64), ("parent_comm", ctypes.c_char * 16),
                 ("child_comm", ctypes.c_char * 16)]
+
+
+class BindingInfo2(ctypes.Structure):
+    _fields_ = [("info", BindingInfo), ("scope", ctypes.c_uint32),
+                ("reserved", ctypes.c_uint32 * 3)]
 
 
 class StatusInfo(ctypes.Structure):
@@ -57,6 +76,9 @@ def load():
         "orphand_list": (ctypes.c_int, [conn_p, ctypes.POINTER(ctypes.POINTER(BindingInfo)),
                                         ctypes.POINTER(ctypes.c_size_t), u32p]),
         "orphand_list_free": (None, [ctypes.POINTER(BindingInfo)]),
+        "orphand_list2": (ctypes.c_int, [conn_p, ctypes.POINTER(ctypes.POINTER(BindingInfo2)),
+                                         ctypes.POINTER(ctypes.c_size_t), u32p]),
+        "orphand_list2_free": (None, [ctypes.POINTER(BindingInfo2)]),
         "orphand_status": (ctypes.c_int, [conn_p, ctypes.POINTER(StatusInfo), u32p]),
         "orphand_ping": (ctypes.c_int, [conn_p, u32p]),
         "orphand_bind_child": (ctypes.c_int, [ctypes.c_int, u32p]),
@@ -116,6 +138,20 @@ class Conn:
         L.orphand_list_free(arr)
         return e, reason, out
 
+    def list2(self):
+        """(error, reason, [(parent, child, signal, grace_ms, child_comm, scope, reserved)])."""
+        arr = ctypes.POINTER(BindingInfo2)()
+        n = ctypes.c_size_t(99)
+        e, reason = self._call(L.orphand_list2, ctypes.byref(arr), ctypes.byref(n))
+        out = []
+        for i in range(n.value):
+            b = arr[i].info
+            out.append((b.parent_pid, b.child_pid, b.signal, b.grace_ms, b.child_comm.decode(),
+                        arr[i].scope, tuple(arr[i].reserved)))
+        ot.check(e == 0 or (not arr and n.value == 0), "a failed list2 left an array")
+        L.orphand_list2_free(arr)
+        return e, reason, out
+
     def status(self):
         s = StatusInfo()
         e, reason = self._call(L.orphand_status, ctypes.byref(s))
@@ -163,6 +199,168 @@ def check_socket_rule():
     os.environ.pop("ORPHAND_SOCKET")
 
 
+def scope_of(c, parent, child):
+    """The scope orphand_list2 gives the binding (parent, child), or None if it is not listed."""
+    e, _, out = c.list2()
+    ot.check(e == 0, f"list2 failed: {e}")
+    found = [b[5] for b in out if b[:2] == (parent, child)]
+    return found[0] if found else None
+
+
+def guarded_old_policy(flags, sig, grace_ms):
+    """A liborphand 0.1 policy (12 bytes) that ends where readable memory ends, as a pointer to
+    the current struct: a library that read `scope` without ORPHAND_POLICY_SCOPE would fault."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    page = os.sysconf("SC_PAGE_SIZE")
+    prot_none, prot_rw, map_private_anon = 0, 3, 0x22
+    base = libc.mmap(None, 2 * page, prot_rw, map_private_anon, -1, 0)
+    ot.check(base not in (None, ctypes.c_void_p(-1).value), "mmap failed")
+    ot.check(libc.mprotect(base + page, page, prot_none) == 0, "mprotect failed")
+    old = OldPolicy.from_address(base + page - ctypes.sizeof(OldPolicy))
+    old.flags, old.signal, old.grace_ms = flags, sig, grace_ms
+    return ctypes.cast(ctypes.addressof(old), ctypes.POINTER(Policy))
+
+
+def check_scopes(c):
+    """Each scope through orphand_policy, as orphand_list2 lists it; the errors; the old struct."""
+    for name, scope in SCOPES.items():
+        # Its own session and process group: whatever the scope, a kill could reach nothing of
+        # the test's.
+        child, _ = ot.sleeper(start_new_session=True)
+        got = c.bind(0, child.pid, Policy(POLICY_SCOPE, 0, 0, scope))
+        if name == "cgroup" and got != (0, REASON["OK"]):
+            # The child shares the test's cgroup, which holds the parent (this process): the
+            # daemon refuses that, or has no cgroup v2 to work with. Either way the scope
+            # reached it, unlike an unknown one (BAD_POLICY).
+            ot.check(got in ((-errno.EPERM, REASON["SCOPE_REFUSED"]),
+                             (-errno.EOPNOTSUPP, REASON["SCOPE_UNSUPPORTED"])),
+                     f"bind with scope cgroup: {got}")
+            ot.check(scope_of(c, os.getpid(), child.pid) is None, "a refused scope was bound")
+            continue
+        expect(got, 0, "OK", f"bind with scope {name}")
+        listed = scope_of(c, os.getpid(), child.pid)
+        ot.check(listed == scope, f"scope {name} ({scope}) listed by orphand_list2 as {listed}")
+        # orphand_list, on the same version 2 connection, still gives the 64-byte records.
+        ot.check((os.getpid(), child.pid) in pairs(c), f"scope {name}: orphand_list lost it")
+        expect(c.unbind(0, child.pid), 0, "OK", f"unbind the {name} binding")
+
+    child, cfd = ot.sleeper(start_new_session=True)
+    for bad in (len(SCOPES), 0xFFFFFFFF):
+        expect(c.bind(0, child.pid, Policy(POLICY_SCOPE, 0, 0, bad)), -errno.EINVAL,
+               "BAD_POLICY", f"scope {bad}")
+    ot.check(scope_of(c, os.getpid(), child.pid) is None, "a bad scope was bound")
+    # `scope` without ORPHAND_POLICY_SCOPE is not read: scope process.
+    expect(c.bind(0, child.pid, Policy(FLAG_SIGNAL, signal.SIGINT, 0, SCOPES["tree"])), 0, "OK",
+           "scope without its flag")
+    ot.check(scope_of(c, os.getpid(), child.pid) == SCOPES["process"], "unflagged scope used")
+    expect(c.unbind(0, child.pid), 0, "OK", "unbind")
+
+    # A program built against liborphand 0.1 passes 12 bytes, followed here by a page the
+    # library may not read: it binds with the daemon's default scope, process.
+    old = guarded_old_policy(FLAG_SIGNAL | FLAG_GRACE, signal.SIGINT, 700)
+    got = c._call(L.orphand_bind, 0, child.pid, old)
+    expect(got, 0, "OK", "bind with a 0.1 orphand_policy")
+    e, _, out = c.list2()
+    mine = [b for b in out if b[:2] == (os.getpid(), child.pid)]
+    ot.check(mine and mine[0][2:4] == (signal.SIGINT, 700) and mine[0][5] == SCOPES["process"]
+             and mine[0][6] == (0, 0, 0), f"0.1 policy listed as {mine}")
+    expect(c.unbind(0, child.pid), 0, "OK", "unbind the 0.1 policy's binding")
+    signal.pidfd_send_signal(cfd, signal.SIGKILL)
+    ot.reap(child)
+
+
+def reply(seq, action, error=0, reason=0, count=0):
+    return struct.pack("=IIiII12x", seq, action, error, reason, count)
+
+
+def info(i, scope=None):
+    """The i-th fake binding, as a v1 record (scope None) or a v2 record."""
+    v1 = struct.pack("=IIIIiIQ16s16s", 1000 + i, 2000 + i, 7, 3000 + i, 1 + i % 64, 10 * i,
+                     123456789 + i, f"parent{i}".encode(), f"child{i}".encode())
+    if scope is None:
+        return v1
+    return v1 + struct.pack("=IIII", scope, 0xA0 + i, 0, 0)
+
+
+class FakeDaemon:
+    """Answers one connection as a daemon of protocol `version` would: HELLO, then LIST with
+    `records` and any other request with error 0. Keeps what it was sent."""
+
+    def __init__(self, tmp, version, records=(), record_scopes=False):
+        self.path = os.path.join(tmp, f"fake-{version}-{len(records)}.sock")
+        self.version, self.records, self.record_scopes = version, records, record_scopes
+        self.hello, self.requests = None, []
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(self.path)
+        self.srv.listen(1)
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        conn, _ = self.srv.accept()
+        with conn:
+            conn.settimeout(ot.TIMEOUT)
+            self.hello = struct.unpack("=III", ot.recv_exact(conn, 12))
+            conn.sendall(reply(0, ot.HELLO, count=self.version))
+            while True:
+                data, fds, _, _ = socket.recv_fds(conn, 32, 4)
+                for fd in fds:
+                    os.close(fd)
+                if len(data) < 32:
+                    return
+                q = struct.unpack("=IIIIIiII", data)
+                self.requests.append((q, len(fds)))
+                if q[2] == ot.LIST:
+                    conn.sendall(reply(q[3], q[2], count=len(self.records)) +
+                                 b"".join(self.records))
+                else:
+                    conn.sendall(reply(q[3], q[2]))
+
+    def close(self):
+        self.thread.join(ot.TIMEOUT)
+        self.srv.close()
+
+
+def check_wire(tmp):
+    """The library against fake daemons: what it sends, and LIST in both protocol versions."""
+    want = [(1000 + i, 2000 + i, 1 + i % 64, 10 * i, f"child{i}") for i in range(5)]
+    for version in (1, 2):
+        scopes = [SCOPES["tree"], SCOPES["cgroup"], 0, 1, 2]
+        records = [info(i, scopes[i] if version == 2 else None) for i in range(5)]
+        fake = FakeDaemon(tmp, version, records)
+        with Conn(fake.path) as c:
+            ot.check(fake.hello == (ot.HELLO_MAGIC, PROTOCOL_VERSION, ot.HELLO),
+                     f"HELLO sent as {fake.hello}")
+            e, _, out = c.list()
+            ot.check(e == 0 and out == want, f"v{version} orphand_list: {e} {out}")
+            e, _, out = c.list2()
+            got = [(b[:5], b[5], b[6]) for b in out]
+            expected = [(w, scopes[i] if version == 2 else 0, (0xA0 + i, 0, 0) if version == 2
+                         else (0, 0, 0)) for i, w in enumerate(want)]
+            ot.check(e == 0 and got == expected, f"v{version} orphand_list2: {e} {got}")
+            # The library's flag is not sent; the scope is.
+            child, _ = ot.sleeper()
+            expect(c.bind(0, child.pid, Policy(POLICY_SCOPE | FLAG_SIGNAL, signal.SIGINT, 0,
+                                               SCOPES["tree"])), 0, "OK", "bind to a fake")
+            expect(c.bind(0, child.pid, Policy(FLAG_GRACE, 0, 5, SCOPES["tree"])), 0, "OK",
+                   "bind to a fake")
+        fake.close()
+        registers = [(q[4:], nfds) for q, nfds in fake.requests if q[2] == ot.REGISTER]
+        ot.check(registers == [((FLAG_SIGNAL, signal.SIGINT, 0, SCOPES["tree"]), 1),
+                               ((FLAG_GRACE, 0, 5, 0), 1)],
+                 f"v{version}: REGISTER sent as (flags, signal, grace_ms, scope), fds: "
+                 f"{registers}")
+
+    # A daemon that answers a version above the one asked for is out of step.
+    fake = FakeDaemon(tmp, PROTOCOL_VERSION + 1)
+    ot.check(Conn(fake.path).error == -errno.EPROTO, "HELLO answered with a higher version")
+    fake.close()
+
+
 def main():
     check_socket_rule()
     for r, text in ((0, "ok"), (7, "no such process"), (0x100, "failed in the client"),
@@ -174,6 +372,7 @@ def main():
 
     # A listener that never answers HELLO, as a daemon too old for acknowledged mode.
     with tempfile.TemporaryDirectory(prefix="orphand-lib-") as tmp:
+        check_wire(tmp)
         mute = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         mute.bind(os.path.join(tmp, "mute.sock"))
         mute.listen(4)
@@ -245,6 +444,8 @@ def main():
             ot.check(ot.wait_pidfd(cfd), "child of a dead parent not killed")
             ot.reap(child)
 
+            check_scopes(c)
+
             # Status.
             e, reason, s = c.status()
             ot.check(e == 0 and reason == 0 and s.daemon_pid == d.pid and
@@ -277,8 +478,9 @@ def main():
         finally:
             signal.signal(signal.SIGPIPE, old)
             L.orphand_close(c.c)
-    print("bind by pid, by pidfd, to self and another parent, unbind, list, status, ping, "
-          "orphand_bind_child, socket rule and errors with reasons: all as documented")
+    print("bind by pid, by pidfd, to self and another parent, with each scope and with a 0.1 "
+          "policy, unbind, list, list2, status, ping, orphand_bind_child, socket rule, errors "
+          "with reasons, and protocol versions 1 and 2: all as documented")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: MIT
 """orphand(3)'s example, as the man page prints it, built from a staged `meson install` with the
 staged header and `pkg-config --cflags --libs orphand` only, run against a private daemon: the
-child it binds dies when the example is SIGKILLed."""
+child it binds (with scope tree) dies when the example is SIGKILLed."""
 
 import os
 import re
@@ -79,11 +79,15 @@ def main():
             child_fd = ot.track(child)
             with open(f"/proc/{p.pid}/maps") as f:
                 maps = f.read()
-            ot.check(os.path.join(lib_dir, "liborphand.so.0.1.0") in maps,
+            ot.check(re.search(re.escape(os.path.join(lib_dir, "liborphand.so.0.")) + r"\d+\.\d+\n",
+                               maps),
                      "the example did not load the staged liborphand")
             binding = [b for b in d.bindings() if b["parent"] == p.pid and b["child"] == child]
             ot.check(binding and binding[0]["signal"] == signal.SIGTERM and
                      binding[0]["grace_ms"] == 2000, f"no SIGTERM/2 s binding: {d.bindings()}")
+            rows = [line.split() for line in d.ctl("list").stdout.splitlines()[1:-1]]
+            scopes = [row[5] for row in rows if row[1].endswith(f"[{child}]")]
+            ot.check(scopes == ["tree"], f"the example's binding has scope {scopes}, not tree")
             ot.check(not ot.pidfd_dead(child_fd), "the child died before its parent")
             signal.pidfd_send_signal(pfd, signal.SIGKILL)
             p.wait()

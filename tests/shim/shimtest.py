@@ -9,6 +9,7 @@ process is a child subreaper, so orphans are reparented to it and reaped at the 
 
 import ctypes
 import os
+import re
 import resource
 import select
 import signal
@@ -31,19 +32,23 @@ def setup():
         ot.fail(f"{ot.SHIM} is not built")
 
 
-def shim_env(socket_path, debug=True, base=None):
+def shim_env(socket_path, debug=True, base=None, scope=None):
+    """The environment of a program under the shim; `scope` is ORPHAND_SCOPE (None: unset)."""
     env = dict(os.environ if base is None else base)
     env["LD_PRELOAD"] = ot.SHIM
     env["ORPHAND_SOCKET"] = socket_path
     env.pop("ORPHAND_DEBUG", None)
+    env.pop("ORPHAND_SCOPE", None)
     if debug:
         env["ORPHAND_DEBUG"] = "1"
+    if scope is not None:
+        env["ORPHAND_SCOPE"] = scope
     return env
 
 
 def plain_env(base=None):
     env = dict(os.environ if base is None else base)
-    for k in ("LD_PRELOAD", "ORPHAND_SOCKET", "ORPHAND_DEBUG"):
+    for k in ("LD_PRELOAD", "ORPHAND_SOCKET", "ORPHAND_DEBUG", "ORPHAND_SCOPE"):
         env.pop(k, None)
     return env
 
@@ -62,9 +67,9 @@ def reap_orphans():
 class Parent:
     """A program under the shim, started by the test, reporting children as "pid N" lines."""
 
-    def __init__(self, argv, daemon, cwd=None):
+    def __init__(self, argv, daemon, cwd=None, scope=None):
         self.stderr = tempfile.TemporaryFile()
-        self.proc, self.pidfd = ot.spawn(argv, env=shim_env(daemon.socket), cwd=cwd,
+        self.proc, self.pidfd = ot.spawn(argv, env=shim_env(daemon.socket, scope=scope), cwd=cwd,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                          stderr=self.stderr)
         self.buf = b""
@@ -147,11 +152,13 @@ def expect_children_killed(daemon, parent, pids, kill=None, settle=True):
     ot.check(not alive, f"children survived their parent: {sorted(fds[fd] for fd in alive)}\n"
              f"--- daemon log ---\n{daemon.read_log()[-3000:]}")
     # The daemon logs a kill right after sending the signal: the line may trail the death.
+    # A binding with a wider scope says how many more of its scope it signalled.
     missing = pids
     deadline = time.monotonic() + ot.TIMEOUT
     while missing and time.monotonic() < deadline:
         log = daemon.read_log()
-        missing = [pid for pid in missing if f"[{pid}] with SIG" not in log]
+        missing = [pid for pid in missing
+                   if not re.search(rf"\[{pid}\]( and \d+ more of its \w+)? with SIG", log)]
         if missing:
             time.sleep(0.05)
     ot.check(not missing, f"children not killed by orphand: {missing[:20]}\n"

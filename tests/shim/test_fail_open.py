@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
-"""Fail open: with no daemon, a refused, full or hanging-up socket, programs under the shim give
-the same output and exit status as without it; ORPHAND_DEBUG=1 adds one line per failure.
+"""Fail open: with no daemon, a refused, full, hanging-up or mute socket, programs under the shim
+give the same output and exit status as without it, with or without a kill scope
+(ORPHAND_SCOPE); ORPHAND_DEBUG=1 adds one line per failure.
 
 Usage: test_fail_open.py SPAWNER
 """
@@ -72,6 +73,32 @@ def hangup_server(path):
         srv.close()
 
 
+@contextlib.contextmanager
+def mute_server(path):
+    """A socket that accepts and never answers: a scope's wait for the replies runs out."""
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(64)
+    stop = threading.Event()
+    conns = []
+
+    def loop():
+        srv.settimeout(0.05)
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conns.append(srv.accept()[0])
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
+        for c in conns:
+            c.close()
+        srv.close()
+
+
 def main():
     spawner = sys.argv[1]
     st.setup()
@@ -82,6 +109,7 @@ def main():
         refused = os.path.join(tmp, "refused.sock")
         full = os.path.join(tmp, "full.sock")
         hangup = os.path.join(tmp, "hangup.sock")
+        mute = os.path.join(tmp, "mute.sock")
         # Bound but not listening: connect() is refused.
         s_refused = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s_refused.bind(refused)
@@ -96,27 +124,33 @@ def main():
                 c.connect(full)
             fillers.append(c)
 
-        with hangup_server(hangup):
+        with hangup_server(hangup), mute_server(mute):
             for argv, cwd in programs(spawner, tmp):
                 want = run(argv, st.plain_env(), cwd)
-                for sock in (missing, refused, full, hangup):
-                    got = run(argv, st.shim_env(sock, debug=False), cwd)
-                    ot.check(got == want, f"{argv[0]} with the shim and {sock} gave {got}, "
-                             f"without the shim {want}")
+                for sock in (missing, refused, full, hangup, mute):
+                    for scope in (None, "tree"):
+                        got = run(argv, st.shim_env(sock, debug=False, scope=scope), cwd)
+                        ot.check(got == want, f"{argv[0]} with the shim, {sock} and scope "
+                                 f"{scope} gave {got}, without the shim {want}")
 
         # ORPHAND_DEBUG=1: exactly one line for one failed registration of a live child.
-        r = subprocess.run(["bash", "-c", "sleep 0.3 & wait"], env=st.shim_env(missing),
-                           capture_output=True, text=True, timeout=60)
-        lines = r.stderr.splitlines()
-        ot.check(r.returncode == 0 and len(lines) == 1 and
-                 lines[0].startswith("orphand-forkwait: ") and "ENOENT" in lines[0],
-                 f"ORPHAND_DEBUG=1 printed {r.stderr!r}")
+        for scope in (None, "tree"):
+            r = subprocess.run(["bash", "-c", "sleep 0.3 & wait"],
+                               env=st.shim_env(missing, scope=scope), capture_output=True,
+                               text=True, timeout=60)
+            lines = r.stderr.splitlines()
+            ot.check(r.returncode == 0 and len(lines) == 1 and
+                     lines[0].startswith("orphand-forkwait: ") and "ENOENT" in lines[0],
+                     f"ORPHAND_DEBUG=1 with scope {scope} printed {r.stderr!r}")
 
         # With the daemon running, the program sees the same results (errno, fds, statuses).
         with ot.Daemon() as d:
             want = run([spawner, "failopen"], st.plain_env(), None)
-            got = run([spawner, "failopen"], st.shim_env(d.socket, debug=True), None)
-            ot.check(got == want, f"under the shim with a daemon: {got}, without: {want}")
+            for scope in (None, "tree"):
+                got = run([spawner, "failopen"], st.shim_env(d.socket, debug=True, scope=scope),
+                          None)
+                ot.check(got == want, f"under the shim with a daemon and scope {scope}: {got}, "
+                         f"without: {want}")
         for s in [s_refused, s_full, *fillers]:
             s.close()
 
