@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """orphand under a real systemd: this machine's root booted ephemerally in systemd-nspawn, with
 the staged install, runs the systemd scenarios (socket activation, the shim in a service,
-restart, crash, the hardened unit, the user units) and checks each outcome on real processes.
+restart, crash, the hardened unit, the user units, a cgroup scope in a delegated cgroup) and
+checks each outcome on real processes.
 
 The container is a process tree this test starts in a cgroup of its own; it is powered off with
 SIGTERM to systemd-nspawn and, should that fail, killed by pidfd, so nothing outlives the test.
@@ -483,6 +484,78 @@ def scenario7_user_instance(c):
           f"child dead {took * 1000:.0f} ms after its parent")
 
 
+CGROUP_SCRIPT = r"""
+# The main process of a service with Delegate=yes: it moves itself into a leaf of its delegated
+# cgroup (a cgroup with controllers may hold processes only in its leaves), starts a parent
+# (sleep) there, and a child with two descendants in a sibling cgroup, job; then binds the child
+# to the parent with scope cgroup.
+mnt=$(findmnt -n -t cgroup2 -o TARGET | head -n 1)
+cg=$mnt$(sed -n 's/^0:://p' /proc/self/cgroup)
+mkdir "$cg/main" "$cg/job"
+echo $$ > "$cg/main/cgroup.procs"
+sleep 1000 &
+parent=$!
+( echo $BASHPID > "$cg/job/cgroup.procs"
+  exec bash -c 'sleep 1000 & bash -c "sleep 1000 & wait" & wait' ) &
+child=$!
+until [ "$(wc -l < "$cg/job/cgroup.procs")" -ge 4 ]; do sleep 0.01; done
+out=$(@ORPHANCTL@ register --scope=cgroup "$parent" "$child" 2>&1)
+echo "$? $parent $child $cg $out" > /run/orphtest-cgroup.info
+exec sleep infinity
+"""
+
+
+def scenario8_cgroup_scope(c):
+    c.sh("cat > /etc/orphtest-cgroup.sh",
+         input=CGROUP_SCRIPT.replace("@ORPHANCTL@", f"{BINDIR}/orphanctl"))
+    c.sh("cat > /etc/systemd/system/orphtest-cgroup.service && systemctl daemon-reload",
+         input="[Service]\nDelegate=yes\nExecStart=/bin/bash /etc/orphtest-cgroup.sh\n")
+    t0 = time.monotonic()
+    c.run("systemctl", "start", "orphtest-cgroup.service")
+    main = int(show(c, "orphtest-cgroup.service", "MainPID"))
+    info_file = f"/proc/{c.init}/root/run/orphtest-cgroup.info"
+    c.wait_until(lambda: os.path.exists(info_file) and open(info_file).read().endswith("\n"),
+                 "the cgroup service's registration")
+    status, parent, child, cg, *out = open(info_file).read().split(maxsplit=4)
+    parent, child = int(parent), int(child)
+    check(status == "0", f"orphanctl register --scope=cgroup failed ({status}): {out}")
+    job = f"{cg}/job"
+
+    def procs(path):
+        return [int(x) for x in c.run("cat", f"{path}/cgroup.procs").stdout.split()]
+
+    def populated(path):
+        return "populated 1" in c.run("cat", f"{path}/cgroup.events").stdout
+    members = procs(job)
+    check(len(members) == 4 and child in members, f"job holds {members}, child {child}")
+    check(sorted(procs(f"{cg}/main")) == sorted([main, parent]),
+          f"main holds {procs(f'{cg}/main')}, not the main process and the parent")
+    listed = [line for line in c.run("orphanctl", "list").stdout.splitlines()
+              if f"[{child}]" in line]
+    check(len(listed) == 1 and re.search(r"\scgroup\s", listed[0]),
+          f"orphanctl list does not show the binding with scope cgroup: {listed}")
+    t1 = time.monotonic()
+    c.run("kill", "-KILL", str(parent))
+    took = c.wait_dead(members, since=t1)
+    c.wait_until(lambda: not populated(job), f"{job} to be empty")
+    check(procs(job) == [], f"{job} still holds {procs(job)}")
+    check(c.alive(main), "the service's main process died")
+    check(c.run("systemctl", "is-active", "orphtest-cgroup.service").stdout.strip() == "active",
+          "the cgroup service is no longer active")
+    entries = wait_journal(c, lambda e: e.get("MESSAGE_ID") == MSG_KILL and
+                           e.get("ORPHAND_CHILD_PID") == str(child), "the cgroup kill entry")
+    e = entries[-1]
+    check(e.get("ORPHAND_SCOPE") == "cgroup" and e.get("ORPHAND_SIGNALLED") == "4" and
+          e.get("ORPHAND_PARENT_PID") == str(parent),
+          f"kill entry: ORPHAND_SCOPE {e.get('ORPHAND_SCOPE')!r}, ORPHAND_SIGNALLED "
+          f"{e.get('ORPHAND_SIGNALLED')!r}, ORPHAND_PARENT_PID {e.get('ORPHAND_PARENT_PID')!r}")
+    c.run("systemctl", "stop", "orphtest-cgroup.service")
+    print(f"scenario 8: Delegate=yes service bound its job cgroup ({job}, 4 processes) to a parent "
+          f"in {cg}/main; all 4 dead {took * 1000:.0f} ms after the parent's SIGKILL, the cgroup "
+          f"empty, the main process alive ({time.monotonic() - t0:.2f} s in all); "
+          f"MESSAGE={e['MESSAGE']!r}")
+
+
 def check_catalog(stage):
     """The installed catalog parses and explains every MESSAGE_ID."""
     r = subprocess.run(["journalctl", f"--root={stage}", "--update-catalog"],
@@ -526,7 +599,8 @@ def main():
         timings["boot"] = container.boot_seconds
         for scenario in (scenario1_socket_activation, scenario2_shim_service,
                          scenario3_fanout, scenario4_restart, scenario5_crash,
-                         scenario6_hardened, scenario7_user_instance):
+                         scenario6_hardened, scenario7_user_instance,
+                         scenario8_cgroup_scope):
             t0 = time.monotonic()
             scenario(container)
             print(f"  ({scenario.__name__}: {time.monotonic() - t0:.2f} s)")
