@@ -322,7 +322,8 @@ RestoreCounts BindingLog::restore(const std::vector<std::pair<uint32_t, LogRecor
                 ++counts.kept;
             } else {
                 PidFd parent_fd = parent ? std::move(*parent) : PidFd(r.parent_pid, UniqueFd());
-                Policy policy{r.signal, r.grace_ms};
+                Policy policy{r.signal, r.grace_ms,
+                              static_cast<uint8_t>(r.scope < proto::kScopeCount ? r.scope : 0)};
                 std::string comm = comm_of(r);
                 Verdict v = registry.add(std::move(parent_fd), std::move(*child), policy, who,
                                          comm.c_str());
@@ -421,6 +422,7 @@ void BindingLog::binding_added(Binding &b) {
     r.child_pid = child.pid();
     r.signal = b.policy.signal;
     r.grace_ms = b.policy.grace_ms;
+    r.scope = b.policy.scope;
     r.uid = b.registrant.uid;
     r.registrant_pid = b.registrant.pid;
     r.flags = b.registrant.privileged ? LogRecord::kPrivileged : 0;

@@ -47,8 +47,8 @@ struct LogRecord {
     uint32_t grace_ms = 0;
     uint32_t uid = 0;
     int32_t registrant_pid = 0;
-    uint32_t flags = 0; // kPrivileged
-    uint32_t reserved0 = 0;
+    uint32_t flags = 0;        // kPrivileged
+    uint32_t scope = 0;        // proto::Scope; 0 (process) in files of older versions
     char parent_comm[16] = {}; // for the log only; may be torn, so not checksummed
     uint64_t created_ns = 0;   // CLOCK_BOOTTIME at registration
     uint8_t reserved[8] = {};

@@ -390,11 +390,51 @@ def test_old_fd_store(state):
     print(f"an older orphand's fd store entry: removed ({removal.strip()!r})")
 
 
+def scopes(d):
+    """(parent, child) -> scope of every binding, from a version 2 LIST."""
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(d.socket)
+        s.sendall(ot.record(ot.HELLO_MAGIC, 2, ot.HELLO))
+        ot.check(ot.parse_reply(ot.recv_exact(s, 32))["count"] == 2, "HELLO version 2 refused")
+        s.sendall(ot.request(0, 0, ot.LIST, seq=1))
+        r = ot.parse_reply(ot.recv_exact(s, 32))
+        out = {}
+        for _ in range(r["count"]):
+            rec = ot.recv_exact(s, 80)
+            parent, child = struct.unpack_from("=II", rec)
+            out[(parent, child)] = struct.unpack_from("=I", rec, 64)[0]
+        return out
+
+
+def test_scope_kept(state):
+    """A binding's scope survives a restart and a crash, and is what the kill then reaches."""
+    d = ot.Daemon("--state-dir", state).start()
+    parent, parent_fd = it.sleeper("dur-parent")
+    child, child_fd = it.sleeper("dur-child")
+    with d.client() as c:
+        r = c.call(parent.pid, child.pid, ot.REGISTER, scope=2)  # tree
+        ot.check(r["error"] == 0, f"REGISTER with scope tree: {r}")
+    d.stop()
+    d = ot.Daemon("--state-dir", state).start()
+    ot.check(scopes(d).get((parent.pid, child.pid)) == 2,
+             f"after a restart: {scopes(d)}\n{d.read_log()}")
+    crash(d)
+    with ot.Daemon("--state-dir", state) as d2:
+        ot.check(scopes(d2).get((parent.pid, child.pid)) == 2,
+                 f"after a crash: {scopes(d2)}\n{d2.read_log()}")
+        signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+        it.expect_dead(d2, child, child_fd, "the child of a restored tree binding")
+        line = it.wait_kill_line(d2, child.pid)
+        ot.check("ORPHAND_SCOPE" not in line and f"dur-child[{child.pid}]" in line,
+                 f"kill line: {line!r}")
+    print("scope tree kept across a restart and a crash, and enforced")
+
+
 def main():
     for test in (test_crash_at_once, test_parent_died_while_down, test_identity,
                  test_unidentified, test_damaged_and_torn, test_foreign_files, test_full_file_system,
                  test_escalation, test_clean_stop, test_stop_logs_every_kill,
-                 test_old_fd_store):
+                 test_old_fd_store, test_scope_kept):
         state = tempfile.mkdtemp(prefix="orphand-state-")
         try:
             test(state)
