@@ -41,16 +41,8 @@ constexpr uint64_t kInfoPid = 1u << 0;
 constexpr uint64_t kInfoCreds = 1u << 1;
 constexpr uint64_t kInfoExit = 1u << 3;
 
-// Reads a small file into `buf`; returns its length or a negative errno.
 ssize_t read_small(const char *path, char *buf, size_t size) {
-    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY));
-    if (!fd)
-        return -errno;
-    ssize_t n = ::read(fd.get(), buf, size - 1);
-    if (n < 0)
-        return -errno;
-    buf[n] = '\0';
-    return n;
+    return read_small_at(AT_FDCWD, path, buf, size);
 }
 
 // The value after "Key:" in a /proc status-like file, or nullptr.
@@ -401,6 +393,17 @@ std::string describe_exit(int status) {
         return "killed by " + signal_name(WTERMSIG(status)) +
                (WCOREDUMP(status) ? " (core dumped)" : "");
     return "status " + std::to_string(status);
+}
+
+ssize_t read_small_at(int dir, const char *path, char *buf, size_t size) {
+    UniqueFd fd(::openat(dir, path, O_RDONLY | O_CLOEXEC | O_NOCTTY));
+    if (!fd)
+        return -errno;
+    ssize_t n = ::read(fd.get(), buf, size - 1);
+    if (n < 0)
+        return -errno;
+    buf[n] = '\0';
+    return n;
 }
 
 } // namespace orphand

@@ -109,6 +109,10 @@ Result<pid_t> pidfd_pid(int fd, ProcessInfo *info = nullptr);
 // Returns the number of levels written (at most out.size()), or a negative errno.
 int pidfd_nspids(int fd, std::array<pid_t, 8> &out);
 
+// Reads a small file, `path` relative to directory fd `dir` (or AT_FDCWD), into `buf`
+// (NUL-terminated, one read); its length, or a negative errno.
+ssize_t read_small_at(int dir, const char *path, char *buf, size_t size);
+
 // True if `pid` is a kernel thread (no mm: flag PF_KTHREAD in /proc/PID/stat).
 bool is_kernel_thread(pid_t pid);
 // The same decision on the text of a /proc/PID/stat: PF_KTHREAD in its flags (field 9). Fields

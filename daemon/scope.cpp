@@ -50,19 +50,6 @@ constexpr uint64_t kStopWaitNs = 20'000'000;
 // /proc/PID/stat is about 300 bytes; the command name is at most 64.
 constexpr size_t kStatSize = 1024;
 
-// Reads a small file at `path` under `dir` into `buf` (NUL-terminated); its length, or a
-// negative errno.
-ssize_t read_at(int dir, const char *path, char *buf, size_t size) {
-    UniqueFd fd(::openat(dir, path, O_RDONLY | O_CLOEXEC | O_NOCTTY));
-    if (!fd)
-        return -errno;
-    ssize_t n = ::read(fd.get(), buf, size - 1);
-    if (n < 0)
-        return -errno;
-    buf[n] = '\0';
-    return n;
-}
-
 // Calls f(pid) for each decimal number in a file of numbers ("children": space-separated;
 // "cgroup.procs": one a line), read in pieces of any size. False if it cannot be opened or read.
 template <typename F> bool for_each_number(int dir, const char *path, F f) {
@@ -281,7 +268,7 @@ class ScopeWalk {
     ssize_t read_stat(pid_t pid, char *buf) const {
         char path[32];
         std::snprintf(path, sizeof(path), "%d/stat", pid);
-        return read_at(proc_.get(), path, buf, kStatSize);
+        return read_small_at(proc_.get(), path, buf, kStatSize);
     }
 
     bool add_child(Stat *st);
@@ -470,7 +457,7 @@ bool ScopeWalk::scan_pgroup(pid_t pgid) {
         // Read once unverified to pass over non-members cheaply, and again through the pidfd.
         std::snprintf(name, sizeof(name), "%d/stat", pid);
         Stat st;
-        if (read_at(proc_.get(), name, buf, sizeof(buf)) < 0 || !parse_stat(buf, &st, 5) ||
+        if (read_small_at(proc_.get(), name, buf, sizeof(buf)) < 0 || !parse_stat(buf, &st, 5) ||
             st.pgid != pgid)
             return true;
         auto p = open_member(pid, &st);
@@ -566,7 +553,7 @@ bool in_vfork_wait(int dir, pid_t tid) {
     char path[32];
     std::snprintf(path, sizeof(path), "%d/wchan", tid);
     char buf[64];
-    if (read_at(dir, path, buf, sizeof(buf)) <= 0)
+    if (read_small_at(dir, path, buf, sizeof(buf)) <= 0)
         return false;
     return std::strcmp(buf, "kernel_clone") == 0 || std::strcmp(buf, "wait_for_vfork_done") == 0;
 }
@@ -606,7 +593,7 @@ ScopeWalk::Progress ScopeWalk::progress(uint32_t i) {
         char file[32];
         std::snprintf(file, sizeof(file), "%d/stat", tid);
         Stat ts;
-        if (read_at(dir.get(), file, buf, sizeof(buf)) > 0 && parse_stat(buf, &ts) &&
+        if (read_small_at(dir.get(), file, buf, sizeof(buf)) > 0 && parse_stat(buf, &ts) &&
             !quiet(ts.state, dir.get(), tid))
             all = false;
         return all;
@@ -658,7 +645,7 @@ void ScopeWalk::read_children(const std::vector<uint32_t> &parents) {
                 return true;
             std::snprintf(path, sizeof(path), "%d/stat", c);
             Stat st;
-            if (read_at(proc_.get(), path, buf, sizeof(buf)) > 0 && parse_stat(buf, &st, 4) &&
+            if (read_small_at(proc_.get(), path, buf, sizeof(buf)) > 0 && parse_stat(buf, &st, 4) &&
                 wanted.count(st.ppid))
                 found_.emplace_back(c, st.ppid);
             return true;
@@ -826,7 +813,7 @@ ScopeWalk::CgroupScan ScopeWalk::scan_cgroup(int root, std::string_view path) {
                 continue;
             char name[32];
             std::snprintf(name, sizeof(name), "%d/cgroup", p);
-            ssize_t n = read_at(proc_.get(), name, buf, sizeof(buf));
+            ssize_t n = read_small_at(proc_.get(), name, buf, sizeof(buf));
             if (n <= 0 || static_cast<size_t>(n) >= sizeof(buf) - 1 || pf->exited())
                 continue;
             if (!contains(path, unified_line(buf)))
@@ -940,7 +927,7 @@ Result<CgroupRef> cgroup_of(const PidFd &p) {
     char path[64];
     std::snprintf(path, sizeof(path), "/proc/%d/cgroup", p.pid());
     char buf[8192];
-    ssize_t n = read_at(AT_FDCWD, path, buf, sizeof(buf));
+    ssize_t n = read_small_at(AT_FDCWD, path, buf, sizeof(buf));
     if (n < 0)
         return Error{static_cast<int>(n), "/proc/PID/cgroup"};
     // The pid names our process only while it is not reaped: checked after reading.
