@@ -164,8 +164,7 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         return {0, proto::kParentAlreadyDead};
     }
 
-    if (limits_.bindings_per_uid && !who.privileged &&
-        bindings_of(who.uid) >= limits_.bindings_per_uid)
+    if (limits_.bindings_per_uid && !who.privileged && held_by(who.uid) >= limits_.bindings_per_uid)
         return {-EDQUOT, proto::kLimitUser};
 
     Process *parent = intern(std::move(parent_fd), &v);
@@ -508,12 +507,12 @@ void Registry::note_sent(const Sent &s, pid_t child_pid, Process *child,
         for (PidFd &r : s.scope->reached) {
             if (!escalate)
                 break;
+            // Gone already: nothing to escalate, and its pid may name another process by now.
+            if (r.exited())
+                continue;
             // An unprivileged registrant's escalations hold fds on its quota, as bindings do.
             if (!who.privileged && limits_.bindings_per_uid) {
-                auto it = scope_escalations_.find(who.uid);
-                uint32_t held =
-                    bindings_of(who.uid) + (it == scope_escalations_.end() ? 0 : it->second);
-                if (held >= limits_.bindings_per_uid) {
+                if (held_by(who.uid) >= limits_.bindings_per_uid) {
                     ++note.unescalated;
                     continue;
                 }
@@ -795,6 +794,11 @@ void Registry::schedule(Process *p, uint64_t deadline_ns, const Registrant &who,
     escalations_.emplace(p, due);
     unstored_.push_back(due);
     rearm();
+}
+
+uint32_t Registry::held_by(uid_t uid) const {
+    auto it = scope_escalations_.find(uid);
+    return bindings_of(uid) + (it == scope_escalations_.end() ? 0 : it->second);
 }
 
 void Registry::unscheduled(const Escalation &e) {

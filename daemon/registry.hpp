@@ -304,6 +304,9 @@ class Registry {
     void schedule(Process *p, uint64_t deadline_ns, const Registrant &who, bool from_scope = false);
     // An escalation is gone (done or cancelled): its quota is given back.
     void unscheduled(const Escalation &e);
+    // What an unprivileged uid holds against its quota: its bindings, and the escalations of
+    // processes its scopes reached.
+    uint32_t held_by(uid_t uid) const;
     void cancel(Process *p);
     void rearm();
 

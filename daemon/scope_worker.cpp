@@ -57,21 +57,19 @@ ScopeWorker::ScopeWorker(EventLoop &loop, Source *source) : state_(new State) {
         throw std::system_error(-r.code(), std::generic_category(), r.error().what);
 }
 
-ScopeWorker::~ScopeWorker() {
+bool ScopeWorker::finish(int wait_ms) {
     std::unique_lock lock(state_->mutex);
-    state_->queued.clear(); // what has not started is dropped with the daemon
-    state_->turns.clear();
     state_->abort = true;
-    // The running job, told to stop searching, still signals what it found and lets every
-    // process it stopped go on: that takes moments, so it is waited for, within reason.
-    state_->idle.wait_for(lock, std::chrono::seconds(2), [&] { return !state_->thread; });
-    if (!state_->thread) {
-        state_->done.clear();
-        lock.unlock();
+    return state_->idle.wait_for(lock, std::chrono::milliseconds(wait_ms),
+                                 [&] { return !state_->thread; });
+}
+
+ScopeWorker::~ScopeWorker() {
+    if (finish(10'000)) {
         delete state_;
         return;
     }
-    // Still running: left to process exit, with what it shares.
+    // Still running (stuck in the kernel): left to process exit, with what it shares.
 }
 
 bool ScopeWorker::submit(std::unique_ptr<ScopeJob> &job) {

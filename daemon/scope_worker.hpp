@@ -46,8 +46,7 @@ class ScopeWorker {
     static constexpr size_t kMaxQueuedPerUid = 64;
 
     ScopeWorker(EventLoop &loop, Source *source);
-    // Stops the search of a running job, waits (a little) for it to send its signals and to
-    // let every process it stopped go on, and drops the jobs not started.
+    // finish(), then frees what it shares with the worker once the worker has ended.
     ~ScopeWorker();
     ScopeWorker(const ScopeWorker &) = delete;
     ScopeWorker &operator=(const ScopeWorker &) = delete;
@@ -55,6 +54,11 @@ class ScopeWorker {
     // Queues `job`. False, the job handed back untouched in `job`, if its uid has
     // kMaxQueuedPerUid jobs waiting or no thread could be started.
     bool submit(std::unique_ptr<ScopeJob> &job);
+    // For a daemon that stops: every job still queued or running ends its search at once
+    // (ScopeKill::abort), which still signals the child and what was found and lets every
+    // process it stopped go on, so that no kill the daemon owes is dropped. Waits for them,
+    // for at most `wait_ms`; true if they are all done.
+    bool finish(int wait_ms);
     // The jobs done so far, in order; clears the eventfd.
     std::deque<std::unique_ptr<ScopeJob>> take_done();
     // Jobs queued or running.

@@ -352,7 +352,11 @@ int Server::run() {
             return 1;
     }
     sd_notify(0, "STOPPING=1");
-    // Every kill already sent is logged before orphand goes.
+    // Scope kills still queued are carried out (their searches cut short), then every kill
+    // already sent is logged before orphand goes.
+    if (!scopes_->finish(10'000))
+        log_fmt(LOG_WARNING, "a scope kill is still running as orphand stops");
+    registry_->scopes_done();
     registry_->describe(SIZE_MAX);
     log_fmt(LOG_INFO, "stopping; {} bindings were live", registry_->stats().bindings);
     return 0;

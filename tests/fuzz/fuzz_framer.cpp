@@ -61,7 +61,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 framer.set_size(sizeof(Request));
             if (s == sizeof(Request)) {
                 auto q = load<Request>(m);
-                require(reason_text(q.reserved) != nullptr && reason_text(q.flags) != nullptr);
+                require(reason_text(q.scope) != nullptr && reason_text(q.flags) != nullptr);
             }
         });
         (void)n;

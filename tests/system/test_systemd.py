@@ -490,6 +490,14 @@ CGROUP_SCRIPT = r"""
 # (sleep) there, and a child with two descendants in a sibling cgroup, job; then binds the child
 # to the parent with scope cgroup.
 mnt=$(findmnt -n -t cgroup2 -o TARGET | head -n 1)
+if [ -z "$mnt" ]; then
+  # No cgroup2 here (a host with the legacy hierarchy only): the scope must be refused.
+  sleep 1000 & parent=$!
+  sleep 1000 & child=$!
+  out=$(@ORPHANCTL@ register --scope=cgroup "$parent" "$child" 2>&1)
+  echo "nocgroup2 $? $parent $child $out" > /run/orphtest-cgroup.info
+  exec sleep infinity
+fi
 cg=$mnt$(sed -n 's/^0:://p' /proc/self/cgroup)
 mkdir "$cg/main" "$cg/job"
 echo $$ > "$cg/main/cgroup.procs"
@@ -516,7 +524,17 @@ def scenario8_cgroup_scope(c):
     info_file = f"/proc/{c.init}/root/run/orphtest-cgroup.info"
     c.wait_until(lambda: os.path.exists(info_file) and open(info_file).read().endswith("\n"),
                  "the cgroup service's registration")
-    status, parent, child, cg, *out = open(info_file).read().split(maxsplit=4)
+    info = open(info_file).read()
+    if info.startswith("nocgroup2 "):
+        _, status, parent, child, out = info.split(maxsplit=4)
+        check(status != "0" and "not supported" in out,
+              f"without cgroup2, orphanctl register --scope=cgroup gave {status}: {out!r}")
+        check((int(parent), int(child)) not in bindings(c), "a cgroup binding without cgroup2")
+        c.run("systemctl", "stop", "orphtest-cgroup.service")
+        print(f"scenario 8: NOT CHECKED: this container has no cgroup2 file system (the host "
+              f"mounts only the legacy hierarchy); scope cgroup was refused: {out.strip()!r}")
+        return
+    status, parent, child, cg, *out = info.split(maxsplit=4)
     parent, child = int(parent), int(child)
     check(status == "0", f"orphanctl register --scope=cgroup failed ({status}): {out}")
     job = f"{cg}/job"
