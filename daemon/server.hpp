@@ -86,6 +86,8 @@ class Server {
     void adopt_connection(UniqueFd fd, const struct ucred &peer);
     // For tests and fuzzing: fds handed to the FdCloser that it has not closed yet.
     size_t pending_closes() { return closer_->pending(); }
+    // Scope kills queued or running on the scope worker (for tests).
+    size_t pending_scopes() { return scopes_->pending(); }
 
   private:
     void bind_listener();

@@ -561,6 +561,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ::close(client);
     check_replies(plan, replies);
 
+    // A scope kill holds a duplicate of its child's pidfd until the scope worker is done with
+    // it and the loop has noted it.
+    deadline = now_ns() + kSettleNs;
+    while (g_server->pending_scopes() > 0) {
+        if (now_ns() > deadline)
+            fail("a scope kill never ends");
+        if (!g_server->dispatch(1))
+            std::abort();
+    }
+    g_server->registry().scopes_done();
     // Kills keep their processes' pidfds until they are described, a few per turn: described
     // now. Fds it took are closed on the FdCloser's workers.
     g_server->registry().describe(SIZE_MAX);
