@@ -243,6 +243,22 @@ void attach_fd(struct msghdr &msg, FdControl &control, int fd) {
     ::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
 }
 
+// Sends `len` bytes of `data` with `fd` (borrowed) attached, retrying as with_retry() does.
+// MSG_NOSIGNAL: a daemon that went away must not SIGPIPE the program. Returns what sendmsg
+// returned; errno holds its error.
+long send_with_fd(int sock, const void *data, size_t len, int fd) {
+    struct iovec iov {
+        const_cast<void *>(data), len
+    };
+    FdControl control;
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    attach_fd(msg, control, fd);
+    return with_retry(
+        [&] { return ::syscall(SYS_sendmsg, sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
+}
+
 // A new connection to the daemon (non-blocking, close-on-exec), or -1 with `f` set.
 long connect_daemon(Failure &f) {
     struct sockaddr_un addr {};
@@ -276,18 +292,7 @@ bool send_register(pid_t self, pid_t child, int pidfd, Failure &f) {
 
     proto::Record record{static_cast<uint32_t>(self), static_cast<uint32_t>(child),
                          proto::kRegister};
-    struct iovec iov {
-        &record, sizeof(record)
-    };
-    FdControl control;
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    attach_fd(msg, control, pidfd);
-
-    // MSG_NOSIGNAL: a daemon that went away must not SIGPIPE the program.
-    long sent = with_retry(
-        [&] { return ::syscall(SYS_sendmsg, sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
+    long sent = send_with_fd(sock.get(), &record, sizeof(record), pidfd);
     if (sent < 0) {
         f = {"sendmsg", errno};
         return false;
@@ -486,16 +491,7 @@ bool register_scoped(pid_t self, pid_t child, int pidfd, uint32_t scope, Failure
     proto::Request fallback = q;
     fallback.seq = 2;
     fallback.scope = proto::kScopeProcess;
-    struct iovec iov {
-        &fallback, sizeof(fallback)
-    };
-    FdControl control;
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    attach_fd(msg, control, pidfd);
-    long sent = with_retry(
-        [&] { return ::syscall(SYS_sendmsg, sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT); });
+    long sent = send_with_fd(sock.get(), &fallback, sizeof(fallback), pidfd);
     if (sent != static_cast<long>(sizeof(fallback))) {
         const char *why = sent < 0 ? errno_name(errno) : "short sendmsg";
         report_refusal(self, child, scope, reply, "not bound with scope process either",
