@@ -25,7 +25,8 @@ struct Source {
         Timer,
         Watchdog,
         Closer,
-        Scopes
+        Scopes,
+        Status
     };
     explicit Source(Kind k) : kind(k) {}
     Kind kind;

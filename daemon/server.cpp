@@ -34,6 +34,7 @@ constexpr int kReadsPerEvent = 16;
 constexpr int kAcceptsPerEvent = 64;
 constexpr size_t kTrimAfter = 512;      // objects gone since the peak worth trimming the heap for
 constexpr size_t kDescribePerTurn = 16; // kill descriptions (a /proc read, a log entry) per turn
+constexpr uint64_t kStatusInterval = 1'000'000'000; // ns between two STATUS= updates at most
 
 [[noreturn]] void fail(int err, const std::string &what) {
     throw std::system_error(err, std::generic_category(), what);
@@ -201,6 +202,14 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
             fail(-r.code(), r.error().what);
     }
 
+    if (notify_) {
+        status_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+        if (!status_fd_)
+            fail(errno, "timerfd_create");
+        if (auto r = loop_.add(status_fd_.get(), EPOLLIN, &status_source_); !r)
+            fail(-r.code(), r.error().what);
+    }
+
     closer_ = std::make_unique<FdCloser>(loop_, &closer_source_);
     scopes_ = std::make_unique<ScopeWorker>(loop_, &scopes_source_);
     registry_->set_scope_worker(scopes_.get());
@@ -346,7 +355,7 @@ int Server::run() {
         // is out of date, which is done as soon as the loop finds nothing else to do.
         if (!dispatch(registry_->has_unnamed() || registry_->has_descriptions() ||
                               (binding_log_ && binding_log_->has_unidentified()) ||
-                              status_stale() || !ready_.empty()
+                              status_waiting() || !ready_.empty()
                           ? 0
                           : -1))
             return 1;
@@ -409,6 +418,13 @@ bool Server::dispatch(int timeout_ms) {
         case Source::Kind::Scopes:
             registry_->scopes_done();
             break;
+        case Source::Kind::Status: {
+            uint64_t expirations;
+            (void)!::read(status_fd_.get(), &expirations, sizeof(expirations));
+            status_armed_ = false;
+            update_status();
+            break;
+        }
         case Source::Kind::Watchdog: {
             uint64_t expirations;
             (void)!::read(watchdog_fd_.get(), &expirations, sizeof(expirations));
@@ -493,18 +509,32 @@ bool Server::status_stale() const {
            s.kills != status_sent_.kills;
 }
 
+bool Server::status_waiting() const {
+    // Out of date and not yet waiting for its turn: the loop sends it (or arms status_fd_) as
+    // soon as it finds nothing else to do.
+    return !status_armed_ && (status_stale() || (notify_ && !status_sent_once_));
+}
+
 void Server::update_status() {
-    // Sent from an idle loop only: under a flood of registrations, a datagram to PID 1 for
-    // every change would cost both sides more than the figures are worth.
-    if (!status_stale() && status_sent_once_)
+    // Sent from an idle loop only, and at most once per kStatusInterval: each STATUS= is a
+    // datagram that PID 1 must parse. One per registration or per child's exit would put a
+    // flood's or a fan-out kill's cost on PID 1, competing for the CPUs with the children that
+    // must run to die.
+    if (!notify_ || status_armed_ || (!status_stale() && status_sent_once_))
         return;
-    if (!notify_)
-        return;
+    uint64_t now = monotonic_ns();
+    if (status_sent_once_ && now - status_sent_ns_ < kStatusInterval) {
+        if (arm_timer_at(status_fd_.get(), status_sent_ns_ + kStatusInterval)) {
+            status_armed_ = true;
+            return;
+        }
+    }
     auto s = registry_->stats();
     sd_notifyf(0, "STATUS=watching %u parents, %u children; %llu killed since start", s.parents,
                s.children, static_cast<unsigned long long>(s.kills));
     status_sent_ = s;
     status_sent_once_ = true;
+    status_sent_ns_ = now;
 }
 
 void Server::on_listener() {

@@ -122,6 +122,7 @@ class Server {
     void on_signal();
     void update_status();
     bool status_stale() const;
+    bool status_waiting() const;
 
     Options options_;
     EventLoop loop_;
@@ -139,11 +140,13 @@ class Server {
     Source watchdog_source_{Source::Kind::Watchdog};
     Source closer_source_{Source::Kind::Closer};
     Source scopes_source_{Source::Kind::Scopes};
+    Source status_source_{Source::Kind::Status};
     std::unique_ptr<FdCloser> closer_;
     std::unique_ptr<ScopeWorker> scopes_;
     UniqueFd listener_;
     UniqueFd signal_fd_;
     UniqueFd watchdog_fd_;
+    UniqueFd status_fd_; // the next STATUS= when one is due (under systemd only)
     bool listener_paused_ = false;
     bool socket_activated_ = false;
     bool stop_ = false;
@@ -164,7 +167,9 @@ class Server {
     bool notify_ = getenv("NOTIFY_SOCKET") != nullptr; // under systemd (sd_notify)
     RegistryStats status_sent_;                        // figures of the last STATUS=
     bool status_sent_once_ = false;
-    size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
+    uint64_t status_sent_ns_ = 0; // when the last STATUS= went
+    bool status_armed_ = false;   // status_fd_ will fire for a STATUS= out of date
+    size_t live_high_ = 0;        // most connections + watched processes since the heap was trimmed
 };
 
 } // namespace orphand
