@@ -26,7 +26,8 @@ struct Source {
         Watchdog,
         Closer,
         Scopes,
-        Status
+        Status,
+        Children
     };
     explicit Source(Kind k) : kind(k) {}
     Kind kind;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <system_error>
 
 #include "log.hpp"
 
@@ -37,7 +38,13 @@ bool may_signal(const Registrant &who, const Creds &c) {
 } // namespace
 
 Registry::Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Limits limits)
-    : loop_(loop), timer_fd_(std::move(timer_fd)), timer_source_(timer_source), limits_(limits) {}
+    : loop_(loop), timer_fd_(std::move(timer_fd)), timer_source_(timer_source), limits_(limits),
+      child_set_(::epoll_create1(EPOLL_CLOEXEC)) {
+    if (!child_set_)
+        throw std::system_error(errno, std::generic_category(), "epoll_create1");
+    if (auto r = loop_.add(child_set_.get(), EPOLLIN | EPOLLONESHOT, &child_set_source_); !r)
+        throw std::system_error(-r.code(), std::generic_category(), r.error().what);
+}
 
 Registry::~Registry() {
     // Gathered first: destroy() edits the table, and rescanning it for each entry would take
@@ -74,9 +81,11 @@ Process *Registry::find(pid_t pid) {
     return p;
 }
 
-Process *Registry::intern(PidFd pidfd, Verdict *error) {
+Process *Registry::intern(PidFd pidfd, Verdict *error, bool as_parent) {
     if (Process *existing = find(pidfd.pid())) {
         existing->lingering = false;
+        if (as_parent && existing->in_child_set && !watch_as_parent(existing, error))
+            return nullptr;
         return existing; // the pid of a live process names exactly one process
     }
     if (limits_.max_processes && processes_.size() + detached_.size() >= limits_.max_processes) {
@@ -84,7 +93,19 @@ Process *Registry::intern(PidFd pidfd, Verdict *error) {
         return nullptr;
     }
     auto *p = new Process(std::move(pidfd));
-    if (auto r = loop_.add(p->pidfd.fd(), EPOLLIN, p); !r) {
+    Result<void> r;
+    if (as_parent) {
+        r = loop_.add(p->pidfd.fd(), EPOLLIN, p);
+    } else {
+        // Reported once: an exit is handled once, and the pidfd stays readable until closed.
+        struct epoll_event ev {};
+        ev.events = EPOLLIN | EPOLLONESHOT;
+        ev.data.ptr = p;
+        if (::epoll_ctl(child_set_.get(), EPOLL_CTL_ADD, p->pidfd.fd(), &ev) < 0)
+            r = Error{-errno, "epoll_ctl(ADD)"};
+        p->in_child_set = true;
+    }
+    if (!r) {
         error->error = r.code();
         error->reason = r.code() == -ENOMEM ? proto::kOutOfFds : proto::kInternal;
         delete p;
@@ -92,6 +113,87 @@ Process *Registry::intern(PidFd pidfd, Verdict *error) {
     }
     processes_.insert(p);
     return p;
+}
+
+bool Registry::watch_as_parent(Process *p, Verdict *error) {
+    // Watched in the loop first: if that fails, it stays a child as it was.
+    if (auto r = loop_.add(p->pidfd.fd(), EPOLLIN, p); !r) {
+        error->error = r.code();
+        error->reason = r.code() == -ENOMEM ? proto::kOutOfFds : proto::kInternal;
+        return false;
+    }
+    ::epoll_ctl(child_set_.get(), EPOLL_CTL_DEL, p->pidfd.fd(), nullptr);
+    p->in_child_set = false;
+    return true;
+}
+
+void Registry::handle_events(const struct epoll_event *events, int n) {
+    for (int i = 0; i < n; ++i) {
+        if (static_cast<Source *>(events[i].data.ptr) == &child_set_source_) {
+            // Reported once (EPOLLONESHOT); armed again kRetireAfterNs from now, while the
+            // children of a fan-out die. Until then it is drained on every batch.
+            child_set_due_ns_ = monotonic_ns() + kRetireAfterNs;
+            rearm();
+        }
+    }
+    // Children known to have exited are not signalled: one system call, and only while the
+    // child set has reported.
+    drain_child_set(false);
+    // Deaths first: every child a death in this batch dooms is signalled before anything else
+    // of the batch runs (bookkeeping, requests, logging).
+    for (int i = 0; i < n; ++i) {
+        auto *source = static_cast<Source *>(events[i].data.ptr);
+        if (source->kind == Source::Kind::Process)
+            signal_children(static_cast<Process *>(source));
+    }
+    after_kills();
+    retire_drained();
+    for (int i = 0; i < n; ++i) {
+        auto *source = static_cast<Source *>(events[i].data.ptr);
+        if (source->kind == Source::Kind::Process)
+            process_exited(static_cast<Process *>(source));
+        else if (source == timer_source_)
+            timer_fired();
+    }
+}
+
+void Registry::drain_child_set(bool always) {
+    if (child_set_due_ns_ == 0 && !always)
+        return; // armed: it has reported nothing since it was last drained
+    std::array<struct epoll_event, 256> ev;
+    for (;;) {
+        int n = ::epoll_wait(child_set_.get(), ev.data(), static_cast<int>(ev.size()), 0);
+        for (int i = 0; i < n; ++i) {
+            auto *p = static_cast<Process *>(ev[i].data.ptr);
+            p->exit_seen = true;
+            exited_.push_back(p);
+        }
+        if (n < static_cast<int>(ev.size()))
+            break;
+    }
+}
+
+void Registry::retire_drained() {
+    // By index: nothing here adds to exited_, but process_exited() may destroy a process that
+    // is further down the list (it is then skipped as destroyed).
+    for (size_t i = 0; i < exited_.size(); ++i)
+        process_exited(exited_[i]);
+    exited_.clear();
+}
+
+void Registry::retire_exited_children() {
+    drain_child_set(true);
+    retire_drained();
+}
+
+void Registry::arm_child_set() {
+    drain_child_set(false);
+    retire_drained();
+    // Level-triggered: an exit since the drain is reported at once.
+    if (loop_.modify(child_set_.get(), EPOLLIN | EPOLLONESHOT, &child_set_source_))
+        child_set_due_ns_ = 0;
+    else
+        child_set_due_ns_ = monotonic_ns() + kRetireAfterNs; // tried again then
 }
 
 void Registry::name_parents() {
@@ -149,7 +251,7 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
 
     // An invalid parent handle means its pid named no process: it already died.
     if (!parent_fd.valid() || parent_fd.exited()) {
-        Process *child = intern(std::move(child_fd), &v);
+        Process *child = intern(std::move(child_fd), &v, false);
         if (!child)
             return v;
         auto dead = std::make_shared<DeadParent>();
@@ -167,7 +269,7 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
     if (limits_.bindings_per_uid && !who.privileged && held_by(who.uid) >= limits_.bindings_per_uid)
         return {-EDQUOT, proto::kLimitUser};
 
-    Process *parent = intern(std::move(parent_fd), &v);
+    Process *parent = intern(std::move(parent_fd), &v, true);
     if (!parent)
         return v;
     // A parent's name is read while it lives: by the time its death is handled, it may be
@@ -181,7 +283,7 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         parent->name_queued = true;
         unnamed_.push_back(parent->pid());
     }
-    Process *child = intern(std::move(child_fd), &v);
+    Process *child = intern(std::move(child_fd), &v, false);
     if (!child) {
         release_if_idle(parent);
         return v;
@@ -342,7 +444,10 @@ void Registry::destroy(Process *p, PidFd *keep) {
     while (p->parents)
         retire(p->parents);
     cancel(p);
-    loop_.remove(p->pidfd.fd());
+    if (p->in_child_set)
+        ::epoll_ctl(child_set_.get(), EPOLL_CTL_DEL, p->pidfd.fd(), nullptr);
+    else
+        loop_.remove(p->pidfd.fd());
     if (processes_.find(p->pid()) == p)
         processes_.erase(p);
     else
@@ -441,6 +546,8 @@ Registry::Sent Registry::send(Process *child, const Policy &policy, const Regist
         s.cgroup = cgroup;
         return s;
     }
+    if (child->exit_seen)
+        return s; // exited: the signal would be a no-op, and no kill to report
     if (!who.privileged) {
         // Checked again now: the child may have changed its credentials since registration.
         auto creds = child->pidfd.creds();
@@ -518,7 +625,7 @@ void Registry::note_sent(const Sent &s, pid_t child_pid, Process *child,
                 }
             }
             Verdict v;
-            Process *p = intern(std::move(r), &v);
+            Process *p = intern(std::move(r), &v, false);
             if (p)
                 schedule(p, deadline, who, true);
             else
@@ -526,6 +633,7 @@ void Registry::note_sent(const Sent &s, pid_t child_pid, Process *child,
         }
         s.scope->reached.clear();
     }
+    note.noted_ns = monotonic_ns();
     notes_.push_back(std::move(note));
     ++unpinned_;
     if (s.outcome != Sent::Signalled)
@@ -539,7 +647,7 @@ void Registry::note_sent(const Sent &s, pid_t child_pid, Process *child,
         // escalated (find() gives the registry's handle if it still has one).
         int fd = ::fcntl(s.child_handle->fd(), F_DUPFD_CLOEXEC, 3);
         Verdict v;
-        child = fd >= 0 ? intern(PidFd(child_pid, UniqueFd(fd)), &v) : nullptr;
+        child = fd >= 0 ? intern(PidFd(child_pid, UniqueFd(fd)), &v, false) : nullptr;
     }
     if (child)
         schedule(child, deadline, who);
@@ -627,11 +735,10 @@ void Registry::after_kills() {
             it->pending = nullptr; // named already: no pidfd needed
             continue;
         }
-        // Without a pidfd of its own, a note could not tell the child's name from that of a
-        // later process with its pid. Without an fd to spare, the name is left unknown.
-        int fd = ::fcntl(it->pending->pidfd.fd(), F_DUPFD_CLOEXEC, 3);
-        if (fd >= 0)
-            it->child = PidFd(it->child_pid, UniqueFd(fd));
+        // Named now that every kill of the batch is out: the description waits until the
+        // children have had time to die, and a child reaped by then has left /proc.
+        read_comm(it->pending);
+        it->comm = it->pending->comm;
         it->pending = nullptr;
     }
     unpinned_ = 0;
@@ -639,6 +746,15 @@ void Registry::after_kills() {
         if (store_)
             store_->escalation_added(due->second, due->first);
     unstored_.clear();
+}
+
+uint64_t Registry::describe_due_ns() const {
+    if (notes_.empty())
+        return 0;
+    if (notes_.size() >= kMaxWaitingNotes)
+        return 1;
+    return std::min(notes_.back().noted_ns + kDescribeAfterNs,
+                    notes_.front().noted_ns + kDescribeWithinNs);
 }
 
 void Registry::describe(size_t max) {
@@ -813,7 +929,7 @@ void Registry::restore_escalation(PidFd child_fd, uint64_t deadline_ns, const Re
     Verdict v;
     if (child_fd.exited())
         return;
-    Process *p = intern(std::move(child_fd), &v);
+    Process *p = intern(std::move(child_fd), &v, false);
     if (!p)
         return;
     schedule(p, deadline_ns, who);
@@ -840,6 +956,8 @@ void Registry::rearm() {
     uint64_t next = deadlines_.empty() ? 0 : deadlines_.begin()->first;
     if (!unnamed_children_.empty() && (next == 0 || unnamed_children_.front().first < next))
         next = unnamed_children_.front().first;
+    if (child_set_due_ns_ && (next == 0 || child_set_due_ns_ < next))
+        next = child_set_due_ns_;
     if (next == armed_ns_)
         return;
     // Armed only while an escalation or a child's name is due: an idle daemon has no timer.
@@ -856,6 +974,7 @@ void Registry::escalate(Process *p, const Escalation &e) {
     note.comm = p->comm;
     note.who = e.registrant;
     note.signal = SIGKILL;
+    note.noted_ns = monotonic_ns();
     if (!e.registrant.privileged) {
         auto creds = p->pidfd.creds();
         if (!creds)
@@ -908,6 +1027,8 @@ void Registry::timer_fired() {
     for (Process *p : touched)
         if (!p->destroyed)
             release_if_idle(p);
+    if (child_set_due_ns_ && child_set_due_ns_ <= now)
+        arm_child_set();
     name_children();
     armed_ns_ = ~uint64_t{0}; // force rearm() to program the next deadline (or disarm)
     rearm();

@@ -66,6 +66,8 @@ struct Process : Source {
     bool was_parent = false;        // has been a parent: lingers once its bindings are gone
     bool lingering = false;         // a parent without bindings, kept watched for a while
     bool signalled = false;         // its death has been acted on: its children are signalled
+    bool in_child_set = false;      // watched in Registry::child_set_, not in the loop itself
+    bool exit_seen = false;         // drained from child_set_ as exited; its exit is not handled
     PidFd pidfd;
     uint64_t identity = 0; // the binding log's name for it (see BindingStore); 0: not yet
     uint32_t n_children = 0;
@@ -160,6 +162,18 @@ class Registry {
     // signal_children was not called).
     void signal_children(Process *p);
     void process_exited(Process *p);
+    // The registry's part of a batch of loop events (its processes, its timer, its child set),
+    // in the order the kill path needs: every child that a death in the batch dooms is
+    // signalled first, then everything else. The loop calls it with the whole batch before it
+    // handles the other events.
+    void handle_events(const struct epoll_event *events, int n);
+    // Processes that are only children are watched in a set of their own, child_set_, which
+    // the loop reports once (EPOLLONESHOT) and then not again for kRetireAfterNs: children's
+    // exits are retired in batches, not with a wakeup each, and a fan-out's dying children get
+    // the CPUs. Parents are watched in the loop itself: a death is never delayed.
+    static constexpr uint64_t kRetireAfterNs = 20'000'000;
+    // Retires every child whose exit child_set_ holds now (LIST and STATUS answer after it).
+    void retire_exited_children();
     // The bookkeeping that waits until the kills are out: gives every note that still points at
     // a registry process its own pidfd duplicate (before any process may be destroyed), and
     // records new escalations in the store.
@@ -169,6 +183,13 @@ class Registry {
     bool has_descriptions() const { return !notes_.empty(); }
     size_t descriptions() const { return notes_.size(); }
     void describe(size_t max);
+    // When descriptions may be written: kDescribeAfterNs after the latest kill, so that the
+    // journal's work does not compete with the children that must run to die, but no later
+    // than kDescribeWithinNs after the oldest one, nor once kMaxWaitingNotes wait. 0: none wait.
+    static constexpr uint64_t kDescribeAfterNs = 50'000'000;
+    static constexpr uint64_t kDescribeWithinNs = 1'000'000'000;
+    static constexpr size_t kMaxWaitingNotes = 4096;
+    uint64_t describe_due_ns() const;
     // Re-arms an escalation restored at start-up: SIGKILL for `child` at `deadline_ns` unless
     // it has exited by then.
     void restore_escalation(PidFd child, uint64_t deadline_ns, const Registrant &who);
@@ -205,7 +226,17 @@ class Registry {
     void scopes_done();
 
   private:
-    Process *intern(PidFd pidfd, Verdict *error);
+    // The watched process with this handle's pid, or a new one; a new parent is watched in the
+    // loop, a new child in child_set_ (and a child that becomes a parent moves to the loop).
+    Process *intern(PidFd pidfd, Verdict *error, bool as_parent);
+    // Moves `p` from child_set_ to the loop.
+    bool watch_as_parent(Process *p, Verdict *error);
+    // Takes what child_set_ reports exited into exited_, marking each exit_seen: send() then
+    // skips them. Only when child_set_ has reported (it may hold exits), unless `always`.
+    void drain_child_set(bool always);
+    // Handles the exits drain_child_set() found.
+    void retire_drained();
+    void arm_child_set();
     // Fills p->comm once, from /proc, if the process is still there.
     void read_comm(Process *p);
     void link(Binding *b);
@@ -232,6 +263,7 @@ class Registry {
         EscalationRefused
     };
     struct KillNote {
+        uint64_t noted_ns = 0; // when the kill was noted (describe_due_ns)
         Notice notice = Notice::Watched;
         int signal = 0;
         pid_t child_pid = 0;
@@ -314,6 +346,10 @@ class Registry {
     UniqueFd timer_fd_;
     Source *timer_source_;
     Limits limits_;
+    UniqueFd child_set_; // epoll instance: processes watched only as children
+    Source child_set_source_{Source::Kind::Children};
+    uint64_t child_set_due_ns_ = 0; // when child_set_ is armed in the loop again; 0: it is armed
+    std::vector<Process *> exited_; // drained from child_set_, exits not yet handled
     BindingStore *store_ = nullptr;
     ScopeWorker *scopes_ = nullptr;
     PidTable<Process> processes_;

@@ -160,10 +160,13 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     }
     if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
         // Keep fds in reserve for connections, passed fds and /proc reads, so that a client
-        // can still be told "out of fds" when watched processes have taken the rest.
-        rlim_t reserve = std::min<rlim_t>(1024, rl.rlim_cur / 4);
+        // can still be told "out of fds" when watched processes have taken the rest; and for
+        // orphand's own (standard streams, epoll sets, timers, signalfd, listener, log).
+        constexpr rlim_t kOwnFds = 16;
+        rlim_t reserve = std::min<rlim_t>(1024, rl.rlim_cur / 4) + kOwnFds;
         options_.limits.max_processes = static_cast<uint32_t>(
-            std::min<rlim_t>(rl.rlim_cur - reserve, std::numeric_limits<uint32_t>::max()));
+            std::min<rlim_t>(rl.rlim_cur > reserve ? rl.rlim_cur - reserve : 1,
+                             std::numeric_limits<uint32_t>::max()));
     }
 
     sigset_t mask;
@@ -352,12 +355,17 @@ int Server::run() {
 
     while (!stop_) {
         // Blocks when nothing is pending; polls while new parents wait to be named or STATUS=
-        // is out of date, which is done as soon as the loop finds nothing else to do.
-        if (!dispatch(registry_->has_unnamed() || registry_->has_descriptions() ||
-                              (binding_log_ && binding_log_->has_unidentified()) ||
-                              status_waiting() || !ready_.empty()
-                          ? 0
-                          : -1))
+        // is out of date, which is done as soon as the loop finds nothing else to do. Kills
+        // wait to be described until their time (Registry::describe_due_ns).
+        int timeout = -1;
+        if (registry_->has_unnamed() || (binding_log_ && binding_log_->has_unidentified()) ||
+            status_waiting() || !ready_.empty()) {
+            timeout = 0;
+        } else if (uint64_t due = registry_->describe_due_ns()) {
+            uint64_t now = monotonic_ns();
+            timeout = due <= now ? 0 : static_cast<int>((due - now + 999'999) / 1'000'000);
+        }
+        if (!dispatch(timeout))
             return 1;
     }
     sd_notify(0, "STOPPING=1");
@@ -386,20 +394,16 @@ bool Server::dispatch(int timeout_ms) {
             binding_log_->identify();
         update_status();
     }
-    // Deaths first: every child a death in this batch dooms is signalled before anything else
-    // of the batch runs (bookkeeping, requests, logging).
-    for (int i = 0; i < n; ++i) {
-        auto *source = static_cast<Source *>(events[i].data.ptr);
-        if (source->kind == Source::Kind::Process)
-            registry_->signal_children(static_cast<Process *>(source));
-    }
-    registry_->after_kills();
+    // The registry's events first: every kill of the batch is out before anything else runs
+    // (requests, logging).
+    registry_->handle_events(events.data(), n);
     for (int i = 0; i < n; ++i) {
         auto *source = static_cast<Source *>(events[i].data.ptr);
         switch (source->kind) {
         case Source::Kind::Process:
-            registry_->process_exited(static_cast<Process *>(source));
-            break;
+        case Source::Kind::Timer:
+        case Source::Kind::Children:
+            break; // the registry's
         case Source::Kind::Connection:
             on_connection(static_cast<Connection *>(source), events[i].events);
             break;
@@ -408,9 +412,6 @@ bool Server::dispatch(int timeout_ms) {
             break;
         case Source::Kind::Signal:
             on_signal();
-            break;
-        case Source::Kind::Timer:
-            registry_->timer_fired();
             break;
         case Source::Kind::Closer:
             on_closer();
@@ -433,9 +434,11 @@ bool Server::dispatch(int timeout_ms) {
         }
         }
     }
-    // Kills are described a few at a time, between batches of events: a fan-out's journal
-    // entries never hold up a later kill or a registration.
-    registry_->describe(kDescribePerTurn);
+    // Kills are described a few at a time, between batches of events, once their children have
+    // had time to die: a fan-out's journal entries never hold up a later kill or a
+    // registration, nor compete with the children for the CPUs.
+    if (uint64_t due = registry_->describe_due_ns(); due && due <= monotonic_ns())
+        registry_->describe(kDescribePerTurn);
     // Processes are identified in the binding log when the loop is idle, or when a flood of
     // registrations leaves it no idle turn for a while.
     if (binding_log_ && binding_log_->unidentified() >= BindingLog::kMaxUnidentified)
@@ -1245,6 +1248,8 @@ void Server::close_connection(Connection *c) {
 }
 
 void Server::list(Connection *c, const proto::Request &q) {
+    // Children that have exited are not listed, even those whose exits wait to be retired.
+    registry_->retire_exited_children();
     std::vector<proto::BindingInfo2> infos;
     infos.reserve(registry_->stats().bindings);
     uint64_t now = monotonic_ns();
@@ -1281,6 +1286,7 @@ void Server::list(Connection *c, const proto::Request &q) {
 }
 
 void Server::status(Connection *c, const proto::Request &q) {
+    registry_->retire_exited_children();
     auto s = registry_->stats();
     proto::StatusInfo info{};
     std::snprintf(info.version, sizeof(info.version), "%s", ORPHAND_VERSION);

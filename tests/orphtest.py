@@ -100,7 +100,19 @@ def spawn(argv, **kw):
 
 
 def sleeper(seconds=600, **kw):
-    return spawn(["sleep", str(seconds)], **kw)
+    """A `sleep`, returned once it runs sleep: Popen may return before the exec, while the
+    child is still named after python3."""
+    p, fd = spawn(["sleep", str(seconds)], **kw)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{p.pid}/comm") as f:
+                if f.read().strip() == "sleep":
+                    break
+        except OSError:
+            break
+        time.sleep(0.001)
+    return p, fd
 
 
 def reap(p):

@@ -9,7 +9,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <memory>
 #include <vector>
 
 #include "event_loop.hpp"
@@ -73,19 +75,24 @@ struct Fixture {
                 return false;
             std::array<struct epoll_event, 16> ev;
             int n = loop.wait(ev.data(), 16, 50);
-            for (int i = 0; i < n; ++i) {
-                auto *s = static_cast<Source *>(ev[i].data.ptr);
-                if (s->kind == Source::Kind::Process)
-                    registry->process_exited(static_cast<Process *>(s));
-                else if (s->kind == Source::Kind::Timer)
-                    registry->timer_fired();
-            }
+            registry->handle_events(ev.data(), std::max(n, 0));
             registry->collect();
         }
         return true;
     }
     void pump(int ms) {
         pump_until([] { return false; }, ms);
+    }
+    // One batch of events (none after `timeout_ms`), handled; the kinds of its sources.
+    std::vector<Source::Kind> step(int timeout_ms) {
+        std::array<struct epoll_event, 16> ev;
+        int n = loop.wait(ev.data(), 16, timeout_ms);
+        std::vector<Source::Kind> kinds;
+        for (int i = 0; i < n; ++i)
+            kinds.push_back(static_cast<Source *>(ev[i].data.ptr)->kind);
+        registry->handle_events(ev.data(), std::max(n, 0));
+        registry->collect();
+        return kinds;
     }
     EventLoop loop;
     Source timer_source{Source::Kind::Timer};
@@ -308,4 +315,84 @@ TEST_CASE("two users binding the same pair have a binding each; removal is per u
     // Root removes whatever binds the pair.
     CHECK(f.registry->remove(parent.pid, child.pid, f.root).reason == proto::kOk);
     CHECK(f.registry->stats().bindings == 0);
+}
+
+TEST_CASE("children's exits are retired without a wakeup each") {
+    Fixture f;
+    Child parent;
+    std::vector<std::unique_ptr<Child>> children;
+    for (int i = 0; i < 40; ++i) {
+        children.push_back(std::make_unique<Child>());
+        REQUIRE(
+            f.registry->add(parent.handle(), children.back()->handle(), f.policy, f.root).error ==
+            0);
+    }
+    // Each child exits in turn and the loop takes a turn: the first exit is reported, the
+    // others are retired on the turns the loop takes anyway, without an event of their own
+    // until kRetireAfterNs has passed.
+    uint64_t t0 = monotonic_ns();
+    size_t reports = 0;
+    for (size_t i = 0; i < children.size(); ++i) {
+        children[i]->kill();
+        REQUIRE(children[i]->dead(5000));
+        for (Source::Kind k : f.step(0))
+            reports += k == Source::Kind::Children;
+        CHECK(f.registry->stats().bindings == children.size() - i - 1);
+    }
+    uint64_t periods = (monotonic_ns() - t0) / Registry::kRetireAfterNs;
+    CHECK(reports >= 1);
+    CHECK(reports <= 1 + periods);
+    CHECK(f.registry->stats().kills == 0);
+    CHECK_FALSE(parent.dead());
+}
+
+TEST_CASE("a child whose exit waits to be retired is not signalled when its parent dies") {
+    Fixture f;
+    Child parent, first, second, third;
+    for (Child *c : {&first, &second, &third})
+        REQUIRE(f.registry->add(parent.handle(), c->handle(), f.policy, f.root).error == 0);
+    // The first exit is reported and retired; the child set then waits kRetireAfterNs.
+    first.kill();
+    REQUIRE(first.dead(5000));
+    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 2; }));
+    // The second exits (a zombie: we do not reap it) and the parent dies, before any turn.
+    second.kill();
+    REQUIRE(second.dead(5000));
+    parent.kill();
+    REQUIRE(parent.dead(5000));
+    CHECK(f.pump_until([&] { return third.dead(); }));
+    // Only the third was signalled: the second's exit was seen before the kills.
+    CHECK(f.registry->stats().kills == 1);
+}
+
+TEST_CASE("an exited child is retired when asked, without a loop turn (LIST, STATUS)") {
+    Fixture f;
+    Child parent, child;
+    REQUIRE(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).error == 0);
+    child.kill();
+    REQUIRE(child.dead(5000));
+    CHECK(f.registry->stats().bindings == 1);
+    f.registry->retire_exited_children();
+    f.registry->collect();
+    CHECK(f.registry->stats().bindings == 0);
+    CHECK(f.registry->stats().children == 0);
+}
+
+TEST_CASE("a child that becomes a parent is watched as one: its death is acted on at once") {
+    Fixture f;
+    Child a, b, c, other;
+    REQUIRE(f.registry->add(a.handle(), b.handle(), f.policy, f.root).error == 0);
+    REQUIRE(f.registry->add(a.handle(), other.handle(), f.policy, f.root).error == 0);
+    // The child set reports once and then waits: b must not be watched there any more.
+    other.kill();
+    REQUIRE(other.dead(5000));
+    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 1; }));
+    REQUIRE(f.registry->add(b.handle(), c.handle(), f.policy, f.root).error == 0);
+    b.kill();
+    REQUIRE(b.dead(5000));
+    // The first batch holds b's death, not the child set's next report.
+    auto kinds = f.step(5000);
+    CHECK(std::find(kinds.begin(), kinds.end(), Source::Kind::Process) != kinds.end());
+    CHECK(c.dead(5000));
+    CHECK_FALSE(a.dead());
 }
