@@ -251,7 +251,7 @@ def fanout_round(c, mode, n):
 
 def scenario3_fanout(c):
     c.sh("cat > /etc/orphtest-fanout.py", input=FANOUT)
-    n, rounds = 400, 3
+    n, rounds = 400, int(os.environ.get("ORPHTEST_FANOUT_ROUNDS", "3"))
     results = {"orphand": [], "pdeathsig": []}
     for r in range(rounds):
         for mode in (("orphand", "pdeathsig") if r % 2 == 0 else ("pdeathsig", "orphand")):
@@ -615,10 +615,15 @@ def main():
             f"--overlay-ro={PREFIX}:{stage}{PREFIX}:{PREFIX}"])
         container.start()
         timings["boot"] = container.boot_seconds
-        for scenario in (scenario1_socket_activation, scenario2_shim_service,
-                         scenario3_fanout, scenario4_restart, scenario5_crash,
-                         scenario6_hardened, scenario7_user_instance,
-                         scenario8_cgroup_scope):
+        scenarios = (scenario1_socket_activation, scenario2_shim_service,
+                     scenario3_fanout, scenario4_restart, scenario5_crash,
+                     scenario6_hardened, scenario7_user_instance,
+                     scenario8_cgroup_scope)
+        # ORPHTEST_SCENARIOS=1,3 runs only those (while working on one); CI runs them all.
+        only = os.environ.get("ORPHTEST_SCENARIOS")
+        if only:
+            scenarios = [scenarios[int(i) - 1] for i in only.split(",")]
+        for scenario in scenarios:
             t0 = time.monotonic()
             scenario(container)
             print(f"  ({scenario.__name__}: {time.monotonic() - t0:.2f} s)")
