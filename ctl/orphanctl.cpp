@@ -89,20 +89,14 @@ class Connection {
         int e = orphand_connect(&conn_, path.c_str(), kTimeoutMs);
         if (e == 0)
             return;
-        switch (-e) {
-        case ENAMETOOLONG:
+        if (e == -ENAMETOOLONG)
             die(fmt::format("socket path \"{}\" is too long", path));
-        case ETIMEDOUT:
-            die(fmt::format("no reply from {} within {} s", path, kTimeoutMs / 1000));
-        case ECONNRESET:
-        case EPIPE:
-            die("the daemon closed the connection");
-        case EPROTO:
+        if (e == -EPROTO)
             die("the daemon refused acknowledged mode");
-        default:
-            die(fmt::format("cannot connect to {}: {} (is orphand running?)", path,
-                            std::strerror(-e)));
-        }
+        // Connected, but HELLO was not answered.
+        if (e == -ETIMEDOUT || e == -ECONNRESET || e == -EPIPE)
+            die_unanswered(path, e);
+        die(fmt::format("cannot connect to {}: {} (is orphand running?)", path, std::strerror(-e)));
     }
     ~Connection() { orphand_close(conn_); }
     Connection(const Connection &) = delete;

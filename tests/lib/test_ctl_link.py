@@ -4,21 +4,9 @@ liborphand.so.0 and no libsystemd, and it neither defines nor calls anything of 
 (the server, the registry, the journal)."""
 
 import re
-import shutil
-import subprocess
 
 import orphtest as ot
-
-
-def tool(name):
-    path = shutil.which(name)
-    if not path:
-        ot.skip(f"{name} is not installed")
-    return path
-
-
-def run(*argv):
-    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+from test_link import run, tool
 
 
 def main():
