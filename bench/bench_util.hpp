@@ -368,6 +368,21 @@ class Client {
     orphand_conn *conn_ = nullptr;
 };
 
+// Waits until the daemon watches no process and holds no binding (it has handled every exit of
+// a round), so that its clean-up does not run into the next round. Returns its kill count.
+inline uint64_t settle(Client &client) {
+    uint64_t deadline = now_ns() + 10'000'000'000ull;
+    for (;;) {
+        proto::StatusInfo s = client.status();
+        if (s.parents == 0 && s.children == 0 && s.bindings == 0)
+            return s.kills;
+        if (now_ns() > deadline)
+            die("daemon still watches %u parents and %u children 10 s after a round", s.parents,
+                s.children);
+        sleep_ns(1'000'000);
+    }
+}
+
 // The real orphand on a private socket, logging to a file in a private temp dir.
 class Daemon {
   public:

@@ -255,21 +255,6 @@ void register_family(Client &client, const Family &f) {
     }
 }
 
-// Waits until the daemon has handled every exit of the round (no watched process left), so
-// that its clean-up does not run into the next round. Returns its kill count.
-uint64_t settle(Client &client) {
-    uint64_t deadline = now_ns() + 10'000'000'000ull;
-    for (;;) {
-        proto::StatusInfo s = client.status();
-        if (s.parents == 0 && s.children == 0 && s.bindings == 0)
-            return s.kills;
-        if (now_ns() > deadline)
-            die("daemon still watches %u parents and %u children 10 s after a round", s.parents,
-                s.children);
-        sleep_ns(1'000'000);
-    }
-}
-
 // The daemon's own account of its kill loop, from its log: the largest "N us after its death"
 // of the kill notices written since `*offset` (the last signal sent, counted from when the
 // daemon handled the parent's exit), and how many notices there were.

@@ -487,21 +487,6 @@ class Cgroup {
     std::string path_;
 };
 
-// Waits until the daemon has let go of the round's binding, so that its clean-up does not run
-// into the next round. Returns its kill count.
-uint64_t settle(Client &client) {
-    uint64_t deadline = now_ns() + 10'000'000'000ull;
-    for (;;) {
-        proto::StatusInfo s = client.status();
-        if (s.parents == 0 && s.children == 0 && s.bindings == 0)
-            return s.kills;
-        if (now_ns() > deadline)
-            die("daemon still watches %u parents and %u children 10 s after a round", s.parents,
-                s.children);
-        sleep_ns(1'000'000);
-    }
-}
-
 // REGISTERs (parent, root) with scope tree and SIGKILL, never escalating, with both pidfds
 // attached; the daemon must accept it as it is.
 void register_tree(Client &client, const Parent &parent, const Tree &tree) {
