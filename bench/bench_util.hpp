@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Shared helpers of orphand's benchmarks: clocks, percentiles, a private daemon, v1 clients,
-// process pools and the markdown rows every benchmark prints.
+// Shared helpers of orphand's benchmarks: clocks, percentiles, a private daemon, clients over
+// liborphand, process pools and the markdown rows every benchmark prints.
 #pragma once
 
 #include <fcntl.h>
@@ -32,14 +32,24 @@
 #include <utility>
 #include <vector>
 
+#include "orphand/orphand.h"
 #include "orphand/protocol.hpp"
+#include "pidfd_sys.hpp"
+#include "send_fds.hpp"
+#include "unique_fd.hpp"
 
 namespace orphand::bench {
 
 namespace proto = orphand::proto;
 
+using Fd = orphand::UniqueFd;
+
+inline int pidfd_open(pid_t pid) {
+    return sys_pidfd_open(pid, 0);
+}
+
 inline int pidfd_kill(int pidfd, int sig) {
-    return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+    return sys_pidfd_send_signal(pidfd, sig);
 }
 
 // Pidfds of processes we started that would outlive us if we stopped early: die() kills them.
@@ -92,36 +102,6 @@ inline void sleep_ns(uint64_t ns) {
     }
 }
 
-// Owns an fd: closes it on destruction.
-class Fd {
-  public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(Fd &&o) noexcept : fd_(o.release()) {}
-    Fd &operator=(Fd &&o) noexcept {
-        reset(o.release());
-        return *this;
-    }
-    Fd(const Fd &) = delete;
-    Fd &operator=(const Fd &) = delete;
-    ~Fd() { reset(); }
-    int get() const { return fd_; }
-    bool valid() const { return fd_ >= 0; }
-    int release() { return std::exchange(fd_, -1); }
-    void reset(int fd = -1) {
-        if (fd_ >= 0)
-            ::close(fd_);
-        fd_ = fd;
-    }
-
-  private:
-    int fd_ = -1;
-};
-
-inline int pidfd_open(pid_t pid) {
-    return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
-}
-
 // Reaps a child of ours through its pidfd (blocking).
 inline void reap_pidfd(int pidfd) {
     siginfo_t si{};
@@ -162,28 +142,12 @@ inline void read_all(int fd, void *data, size_t size) {
     }
 }
 
-// Sends `size` bytes with `nfds` (at most 8) fds attached (SCM_RIGHTS), all in one message.
-inline void send_with_fds(int sock, const void *data, size_t size, const int *fds, size_t nfds) {
-    if (nfds > 8)
-        die("send_with_fds: %zu fds", nfds);
-    struct iovec iov = {const_cast<void *>(data), size};
-    union {
-        struct cmsghdr align;
-        char data[CMSG_SPACE(8 * sizeof(int))];
-    } control{};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data;
-    msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-    std::memcpy(CMSG_DATA(cm), fds, nfds * sizeof(int));
-    while (::sendmsg(sock, &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(size))
-        if (errno != EINTR)
-            die("sendmsg: %s", std::strerror(errno));
+// Sends `size` bytes with `nfds` fds attached (SCM_RIGHTS), all in one message.
+inline void send_all_with_fds(int sock, const void *data, size_t size, const int *fds,
+                              size_t nfds) {
+    if (orphand::send_with_fds(sock, data, size, fds, nfds, MSG_NOSIGNAL) !=
+        static_cast<ssize_t>(size))
+        die("sendmsg: %s", std::strerror(errno));
 }
 
 // Sends a legacy PING and waits for its echo: every record sent before it has been handled.
@@ -329,18 +293,18 @@ inline int connect_unix(const std::string &path, bool nonblock_fail = false) {
     return fd;
 }
 
-// A connection in acknowledged mode (HELLO done).
+// A connection in acknowledged mode, through liborphand. Any failure without a reply from the
+// daemon ends the benchmark.
 class Client {
   public:
-    explicit Client(const std::string &path) : fd_(connect_unix(path)) {
-        proto::Record hello{proto::kHelloMagic, proto::kVersion, proto::kHello};
-        write_all(fd_.get(), &hello, sizeof(hello));
-        proto::Reply r{};
-        read_all(fd_.get(), &r, sizeof(r));
-        if (r.error != 0 || r.count < 1)
-            die("HELLO refused");
+    explicit Client(const std::string &path) {
+        int e = orphand_connect(&conn_, path.c_str(), 10000);
+        if (e < 0)
+            die("connect %s: %s", path.c_str(), std::strerror(-e));
     }
-    int fd() const { return fd_.get(); }
+    ~Client() { orphand_close(conn_); }
+    Client(const Client &) = delete;
+    Client &operator=(const Client &) = delete;
 
     static proto::Request request(uint32_t action, uint32_t parent = 0, uint32_t child = 0) {
         proto::Request q{};
@@ -359,29 +323,65 @@ class Client {
         return q;
     }
 
-    proto::Reply call(proto::Request q) {
-        q.seq = ++seq_;
-        write_all(fd_.get(), &q, sizeof(q));
+    // Pipelining: sends `q` (REGISTER, UNREGISTER or PING) with `fds` (the child's pidfd
+    // first) and returns at once; receive() reads the replies in order.
+    void send(proto::Request q, const int *fds = nullptr, size_t nfds = 0) {
+        int e = orphand_send_request(conn_, &q, fds, nfds);
+        if (e < 0)
+            die("send request: %s", std::strerror(-e));
+    }
+    proto::Reply receive() {
         proto::Reply r{};
-        read_all(fd_.get(), &r, sizeof(r));
-        if (r.seq != q.seq)
-            die("reply out of order");
+        uint32_t reason;
+        int e = orphand_receive_reply(conn_, &r, &reason);
+        if (e < 0 && reason == ORPHAND_REASON_CLIENT)
+            die("no reply: %s", std::strerror(-e));
         return r;
+    }
+    // One request and its reply.
+    proto::Reply call(proto::Request q, const int *fds = nullptr, size_t nfds = 0) {
+        send(q, fds, nfds);
+        return receive();
     }
 
     proto::StatusInfo status() {
-        proto::Reply r = call(request(proto::kStatus));
-        if (r.error != 0 || r.count != 1)
-            die("STATUS failed");
         proto::StatusInfo s{};
-        read_all(fd_.get(), &s, sizeof(s));
+        int e = orphand_status(conn_, &s, nullptr);
+        if (e < 0)
+            die("STATUS failed: %s", std::strerror(-e));
         return s;
     }
 
+    // LIST's records, with their scopes.
+    std::vector<proto::BindingInfo2> list() {
+        proto::BindingInfo2 *records = nullptr;
+        size_t n = 0;
+        int e = orphand_list2(conn_, &records, &n, nullptr);
+        if (e < 0)
+            die("LIST failed: %s", std::strerror(-e));
+        std::vector<proto::BindingInfo2> out(records, records + n);
+        orphand_list2_free(records);
+        return out;
+    }
+
   private:
-    Fd fd_;
-    uint32_t seq_ = 0;
+    orphand_conn *conn_ = nullptr;
 };
+
+// Waits until the daemon watches no process and holds no binding (it has handled every exit of
+// a round), so that its clean-up does not run into the next round. Returns its kill count.
+inline uint64_t settle(Client &client) {
+    uint64_t deadline = now_ns() + 10'000'000'000ull;
+    for (;;) {
+        proto::StatusInfo s = client.status();
+        if (s.parents == 0 && s.children == 0 && s.bindings == 0)
+            return s.kills;
+        if (now_ns() > deadline)
+            die("daemon still watches %u parents and %u children 10 s after a round", s.parents,
+                s.children);
+        sleep_ns(1'000'000);
+    }
+}
 
 // The real orphand on a private socket, logging to a file in a private temp dir.
 class Daemon {

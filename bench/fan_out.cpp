@@ -238,39 +238,20 @@ void register_family(Client &client, const Family &f) {
     // buffers' limits, where both sides could block on a full send buffer.
     const size_t kBatch = 64;
     size_t n = f.size();
-    std::vector<proto::Reply> replies(kBatch);
     for (size_t i = 0; i < n; i += kBatch) {
         size_t batch = std::min(kBatch, n - i);
         for (size_t j = 0; j < batch; ++j) {
             proto::Request q = Client::request(proto::kRegister, static_cast<uint32_t>(f.parent()),
                                                static_cast<uint32_t>(f.child(i + j)));
-            q.seq = static_cast<uint32_t>(i + j + 1);
             int fds[2] = {f.child_fd(i + j), f.parent_fd()}; // the child's first
-            send_with_fds(client.fd(), &q, sizeof(q), fds, 2);
+            client.send(q, fds, 2);
         }
-        read_all(client.fd(), replies.data(), batch * sizeof(proto::Reply));
+        // liborphand checks that the replies come in the order of the requests.
         for (size_t j = 0; j < batch; ++j) {
-            const proto::Reply &r = replies[j];
-            if (r.seq != i + j + 1)
-                die("reply out of order");
+            proto::Reply r = client.receive();
             if (r.error != 0 || r.reason != proto::kOk)
                 die("REGISTER of child %zu: %s", i + j, proto::reason_text(r.reason));
         }
-    }
-}
-
-// Waits until the daemon has handled every exit of the round (no watched process left), so
-// that its clean-up does not run into the next round. Returns its kill count.
-uint64_t settle(Client &client) {
-    uint64_t deadline = now_ns() + 10'000'000'000ull;
-    for (;;) {
-        proto::StatusInfo s = client.status();
-        if (s.parents == 0 && s.children == 0 && s.bindings == 0)
-            return s.kills;
-        if (now_ns() > deadline)
-            die("daemon still watches %u parents and %u children 10 s after a round", s.parents,
-                s.children);
-        sleep_ns(1'000'000);
     }
 }
 

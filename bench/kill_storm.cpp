@@ -128,18 +128,12 @@ int main(int argc, char **argv) {
             Storm storm(n, !orphand);
             if (orphand) {
                 // Pipelined registration, every reply checked: all acknowledged before the storm.
-                std::vector<proto::Request> qs(n);
-                for (size_t i = 0; i < n; ++i) {
-                    qs[i] = Client::kill_request(storm.parents[i], storm.children[i]);
-                    qs[i].seq = static_cast<uint32_t>(i + 1);
-                }
                 for (size_t i = 0; i < n; i += 256) {
                     size_t batch = std::min<size_t>(256, n - i);
-                    write_all(client.fd(), &qs[i], batch * sizeof(proto::Request));
-                    std::vector<proto::Reply> rs(batch);
-                    read_all(client.fd(), rs.data(), batch * sizeof(proto::Reply));
-                    for (auto &r : rs)
-                        if (r.error != 0)
+                    for (size_t j = i; j < i + batch; ++j)
+                        client.send(Client::kill_request(storm.parents[j], storm.children[j]));
+                    for (size_t j = 0; j < batch; ++j)
+                        if (proto::Reply r = client.receive(); r.error != 0)
                             die("REGISTER refused: %s", proto::reason_text(r.reason));
                 }
                 if (client.status().bindings != n)

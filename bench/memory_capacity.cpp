@@ -56,15 +56,10 @@ Fill fill(const std::string &daemon_bin, const Pool &pool, long fd_limit, double
     const size_t batch = 128;
     for (size_t i = 0; i < pairs && !f.refused; i += batch) {
         size_t k = std::min(batch, pairs - i);
-        std::vector<proto::Request> qs(k);
+        for (size_t j = 0; j < k; ++j)
+            c.send(Client::kill_request(pool[2 * (i + j)], pool[2 * (i + j) + 1]));
         for (size_t j = 0; j < k; ++j) {
-            qs[j] = Client::kill_request(pool[2 * (i + j)], pool[2 * (i + j) + 1]);
-            qs[j].seq = static_cast<uint32_t>(i + j + 1);
-        }
-        write_all(c.fd(), qs.data(), k * sizeof(proto::Request));
-        std::vector<proto::Reply> rs(k);
-        read_all(c.fd(), rs.data(), k * sizeof(proto::Reply));
-        for (auto &r : rs) {
+            proto::Reply r = c.receive();
             if (r.error == 0 && !f.refused)
                 ++f.bindings;
             else if (r.error != 0 && !f.refused) {
@@ -95,9 +90,7 @@ Fill fill(const std::string &daemon_bin, const Pool &pool, long fd_limit, double
     }
     {
         uint64_t t0 = now_ns();
-        proto::Reply r = c.call(Client::request(proto::kList));
-        std::vector<proto::BindingInfo2> infos(r.count);
-        read_all(c.fd(), infos.data(), infos.size() * sizeof(proto::BindingInfo2));
+        std::vector<proto::BindingInfo2> infos = c.list();
         f.list_ms = static_cast<double>(now_ns() - t0) / 1e6;
     }
     // At the limit the daemon still answers, and a parent's death still kills its child (which

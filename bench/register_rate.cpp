@@ -76,7 +76,7 @@ double with_pidfds(const std::string &daemon_bin, const Pool &pool, const std::v
     for (size_t i = 0; i < n; ++i) {
         proto::Record r = record(pool[2 * i], pool[2 * i + 1]);
         int pair[2] = {pidfds[2 * i + 1], pidfds[2 * i]}; // the child's first, then the parent's
-        send_with_fds(fd.get(), &r, sizeof(r), pair, 2);
+        send_all_with_fds(fd.get(), &r, sizeof(r), pair, 2);
     }
     ping_barrier(fd.get());
     uint64_t t1 = now_ns();

@@ -64,11 +64,12 @@ def revision():
         rev = subprocess.run(["git", "-C", top, "rev-parse", "--short", "HEAD"], text=True,
                              capture_output=True).stdout.strip()
         dirty = subprocess.run(["git", "-C", top, "status", "--porcelain", "--", "daemon",
-                                "shim", "protocol"], text=True, capture_output=True).stdout
+                                "shim", "protocol", "base", "lib"], text=True,
+                               capture_output=True).stdout
     except OSError:
         return "unknown revision"
-    return f"commit {rev}" + (" plus uncommitted changes in daemon/, shim/ or protocol/"
-                              if dirty.strip() else "")
+    return f"commit {rev}" + (" plus uncommitted changes in daemon/, shim/, protocol/, base/ "
+                              "or lib/" if dirty.strip() else "")
 
 
 def run(argv):
@@ -115,7 +116,8 @@ def shim_ratio(build, quick):
 
 
 # What the benchmarks run, relative to the build directory.
-SNAPSHOT = ["daemon/orphand", "ctl/orphanctl", "shim/orphand-forkwait.so",
+# orphanctl and the benchmarks load liborphand.so.0 from ../lib (their RUNPATH).
+SNAPSHOT = ["daemon/orphand", "ctl/orphanctl", "lib/liborphand.so.0", "shim/orphand-forkwait.so",
             "bench/shim/fork_exec_true", "bench/shim/empty-preload.so"] + [f"bench/{b[0]}" for b in BENCHMARKS if b[0] != "shim"]
 
 

@@ -487,33 +487,13 @@ class Cgroup {
     std::string path_;
 };
 
-// Waits until the daemon has let go of the round's binding, so that its clean-up does not run
-// into the next round. Returns its kill count.
-uint64_t settle(Client &client) {
-    uint64_t deadline = now_ns() + 10'000'000'000ull;
-    for (;;) {
-        proto::StatusInfo s = client.status();
-        if (s.parents == 0 && s.children == 0 && s.bindings == 0)
-            return s.kills;
-        if (now_ns() > deadline)
-            die("daemon still watches %u parents and %u children 10 s after a round", s.parents,
-                s.children);
-        sleep_ns(1'000'000);
-    }
-}
-
 // REGISTERs (parent, root) with scope tree and SIGKILL, never escalating, with both pidfds
 // attached; the daemon must accept it as it is.
-void register_tree(Client &client, const Parent &parent, const Tree &tree, uint32_t seq) {
+void register_tree(Client &client, const Parent &parent, const Tree &tree) {
     proto::Request q = Client::kill_request(parent.pid(), tree.root());
     q.scope = proto::kScopeTree;
-    q.seq = seq; // apart from the Client's own sequence numbers, which start at 1
     int fds[2] = {tree.root_fd(), parent.fd()}; // the child's first
-    send_with_fds(client.fd(), &q, sizeof(q), fds, 2);
-    proto::Reply r{};
-    read_all(client.fd(), &r, sizeof(r));
-    if (r.seq != seq)
-        die("reply out of order");
+    proto::Reply r = client.call(q, fds, 2);
     if (r.error != 0 || r.reason != proto::kOk)
         die("REGISTER with scope tree: %s", proto::reason_text(r.reason));
     proto::StatusInfo s = client.status();
@@ -607,7 +587,7 @@ int main(int argc, char **argv) {
             if (m == kOrphand) {
                 Parent parent;
                 Tree tree(shape, cgroup.path(), timeout_ms);
-                register_tree(client, parent, tree, 0x80000000u + static_cast<uint32_t>(round));
+                register_tree(client, parent, tree);
                 outcomes[m].push_back(tree.kill(
                     [&parent] {
                         if (pidfd_kill(parent.fd(), SIGKILL) < 0)

@@ -1,9 +1,6 @@
 // SPDX-License-Identifier: MIT
 // orphanctl: talk to orphand in acknowledged mode (ping, register, unregister, list, status, run).
-#include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -15,12 +12,11 @@
 
 #include <fmt/format.h>
 
-#include "options.hpp"
+#include "orphand/orphand.h"
 #include "orphand/protocol.hpp"
-#include "orphand/socket_path.h"
 #include "orphand_config.h"
-#include "pidfd.hpp"
-#include "send_fds.hpp"
+#include "pidfd_sys.hpp"
+#include "signals.hpp"
 #include "unique_fd.hpp"
 
 namespace {
@@ -63,86 +59,57 @@ const char *kUsage =
 std::string socket_path(const std::string &option) {
     std::vector<char> buf(option.size() + 4096);
     for (;;) {
-        int n = orphand_socket_path_resolve(option.c_str(), buf.data(), buf.size());
+        int n = orphand_socket_path(option.c_str(), buf.data(), buf.size());
         if (n >= 0)
             return std::string(buf.data(), static_cast<size_t>(n));
         buf.resize(buf.size() * 2);
     }
 }
 
-class Client {
+// Ends orphanctl for a request that got no reply from the daemon at `path` (liborphand's
+// ORPHAND_REASON_CLIENT, with the error `e`).
+[[noreturn]] void die_unanswered(const std::string &path, int e) {
+    switch (-e) {
+    case ETIMEDOUT:
+        die(fmt::format("no reply from {} within {} s", path, kTimeoutMs / 1000));
+    case ECONNRESET:
+    case EPIPE:
+        die("the daemon closed the connection");
+    case EPROTO:
+        die("unexpected reply from the daemon");
+    default:
+        die(fmt::format("request to {}: {}", path, std::strerror(-e)));
+    }
+}
+
+// An acknowledged-mode connection (liborphand's); ends orphanctl if there is none.
+class Connection {
   public:
-    explicit Client(const std::string &path) : path_(path) {
-        struct sockaddr_un addr {};
-        addr.sun_family = AF_UNIX;
-        if (path.size() >= sizeof(addr.sun_path))
+    explicit Connection(const std::string &path) : path_(path) {
+        int e = orphand_connect(&conn_, path.c_str(), kTimeoutMs);
+        if (e == 0)
+            return;
+        if (e == -ENAMETOOLONG)
             die(fmt::format("socket path \"{}\" is too long", path));
-        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-        fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-        if (!fd_)
-            die(fmt::format("socket: {}", std::strerror(errno)));
-        if (::connect(fd_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0)
-            die(fmt::format("cannot connect to {}: {} (is orphand running?)", path,
-                            std::strerror(errno)));
-        proto::Record hello{proto::kHelloMagic, proto::kVersion, proto::kHello};
-        send_all(&hello, sizeof(hello), nullptr, 0);
-        proto::Reply r{};
-        recv_all(&r, sizeof(r));
-        if (r.action != proto::kHello || r.error != 0)
+        if (e == -EPROTO)
             die("the daemon refused acknowledged mode");
-        // The daemon speaks the lower of its version and ours.
-        if (r.count < 1 || r.count > proto::kVersion)
-            die(fmt::format("the daemon answered HELLO with protocol version {}", r.count));
-        version_ = r.count;
+        // Connected, but HELLO was not answered.
+        if (e == -ETIMEDOUT || e == -ECONNRESET || e == -EPIPE)
+            die_unanswered(path, e);
+        die(fmt::format("cannot connect to {}: {} (is orphand running?)", path, std::strerror(-e)));
     }
+    ~Connection() { orphand_close(conn_); }
+    Connection(const Connection &) = delete;
+    Connection &operator=(const Connection &) = delete;
 
+    orphand_conn *get() const { return conn_; }
+    const std::string &path() const { return path_; }
     // The protocol version of this connection.
-    uint32_t version() const { return version_; }
-
-    proto::Reply call(proto::Request q, const int *fds = nullptr, size_t nfds = 0) {
-        q.seq = ++seq_;
-        send_all(&q, sizeof(q), fds, nfds);
-        proto::Reply r{};
-        recv_all(&r, sizeof(r));
-        if (r.seq != q.seq)
-            die("reply out of sequence");
-        return r;
-    }
-
-    void recv_all(void *data, size_t size) {
-        auto *p = static_cast<unsigned char *>(data);
-        while (size > 0) {
-            struct pollfd pfd = {fd_.get(), POLLIN, 0};
-            int r = ::poll(&pfd, 1, kTimeoutMs);
-            if (r == 0)
-                die(fmt::format("no reply from {} within {} s", path_, kTimeoutMs / 1000));
-            if (r < 0 && errno != EINTR)
-                die(fmt::format("poll: {}", std::strerror(errno)));
-            ssize_t n = ::recv(fd_.get(), p, size, 0);
-            if (n == 0)
-                die("the daemon closed the connection");
-            if (n < 0) {
-                if (errno == EINTR || errno == EAGAIN)
-                    continue;
-                die(fmt::format("recv: {}", std::strerror(errno)));
-            }
-            p += n;
-            size -= static_cast<size_t>(n);
-        }
-    }
+    uint32_t version() const { return orphand_protocol_version(conn_); }
 
   private:
-    void send_all(const void *data, size_t size, const int *fds, size_t nfds) {
-        // Records are small: one sendmsg carries all of one, with its fds on its first byte.
-        ssize_t n = send_with_fds(fd_.get(), data, size, fds, nfds, MSG_NOSIGNAL);
-        if (n != static_cast<ssize_t>(size))
-            die(fmt::format("send: {}", n < 0 ? std::strerror(errno) : "short write"));
-    }
-
     std::string path_;
-    UniqueFd fd_;
-    uint32_t seq_ = 0;
-    uint32_t version_ = 0;
+    orphand_conn *conn_ = nullptr;
 };
 
 // A scope by its name (proto::scope_name); anything else is a usage error.
@@ -162,14 +129,18 @@ uint32_t parse_pid(const char *what, const char *text) {
     return static_cast<uint32_t>(v);
 }
 
-int report(const proto::Reply &r, const std::string &what) {
-    if (r.error < 0) {
+// Prints the outcome of a request that returned `error` with `reason`: 0 if it was accepted, 1
+// if the daemon refused it. Ends orphanctl if there was no reply.
+int report(const Connection &c, int error, uint32_t reason, const std::string &what) {
+    if (reason == ORPHAND_REASON_CLIENT)
+        die_unanswered(c.path(), error);
+    if (error < 0) {
         std::fprintf(stderr, "orphanctl: %s refused: %s (%s)\n", what.c_str(),
-                     proto::reason_text(r.reason), std::strerror(-r.error));
+                     orphand_reason_text(reason), std::strerror(-error));
         return 1;
     }
-    if (r.reason != proto::kOk)
-        std::printf("%s: %s\n", what.c_str(), proto::reason_text(r.reason));
+    if (reason != proto::kOk)
+        std::printf("%s: %s\n", what.c_str(), orphand_reason_text(reason));
     return 0;
 }
 
@@ -191,8 +162,8 @@ std::string format_grace(uint32_t ms) {
 }
 
 int cmd_register(const std::string &path, std::vector<std::string> args) {
-    proto::Request q{};
-    q.action = proto::kRegister;
+    struct orphand_policy policy {};
+    bool scoped = false;
     std::vector<std::string> pos;
     for (size_t i = 0; i < args.size(); ++i) {
         const std::string &a = args[i];
@@ -206,75 +177,75 @@ int cmd_register(const std::string &path, std::vector<std::string> args) {
         };
         if (a == "--signal" || a.rfind("--signal=", 0) == 0) {
             std::string v = value("--signal");
-            q.signal = parse_signal(v);
-            if (q.signal < 0)
+            policy.signal = parse_signal(v);
+            if (policy.signal < 0)
                 usage_error(fmt::format("invalid signal: \"{}\"", v));
-            q.flags |= proto::kFlagSignal;
+            policy.flags |= ORPHAND_FLAG_SIGNAL;
         } else if (a == "--grace" || a.rfind("--grace=", 0) == 0) {
             std::string v = value("--grace");
-            if (!parse_grace(v, &q.grace_ms))
+            if (!parse_grace(v, &policy.grace_ms))
                 usage_error(fmt::format("invalid grace period: \"{}\"", v));
-            q.flags |= proto::kFlagGrace;
+            policy.flags |= ORPHAND_FLAG_GRACE;
         } else if (a == "--scope" || a.rfind("--scope=", 0) == 0) {
-            q.scope = parse_scope(value("--scope"));
+            policy.scope = parse_scope(value("--scope"));
+            scoped = true;
         } else {
             pos.push_back(a);
         }
     }
     if (pos.size() != 2)
         usage_error("register needs PARENT and CHILD");
-    q.parent = parse_pid("parent", pos[0].c_str());
-    q.child = parse_pid("child", pos[1].c_str());
-    // Pass pidfds so that the daemon holds exactly the processes named here, even if one of
-    // them exits (and its pid is reused) before the request is read.
-    UniqueFd child(sys_pidfd_open(static_cast<pid_t>(q.child), 0));
+    if (scoped)
+        policy.flags |= ORPHAND_POLICY_SCOPE;
+    uint32_t parent_pid = parse_pid("parent", pos[0].c_str());
+    uint32_t child_pid = parse_pid("child", pos[1].c_str());
+    // Pidfds, opened before anything is sent, make the daemon hold exactly the processes named
+    // here, even if one of them exits (and its pid is reused) before the request is read.
+    UniqueFd child(sys_pidfd_open(static_cast<pid_t>(child_pid), 0));
     if (!child)
-        die(fmt::format("child {}: {}", q.child, std::strerror(errno)));
-    UniqueFd parent(sys_pidfd_open(static_cast<pid_t>(q.parent), 0));
-    int fds[2] = {child.get(), parent.get()};
-    // A parent that no longer exists is sent as a bare pid: the daemon kills the child at once.
-    Client c(path);
+        die(fmt::format("child {}: {}", child_pid, std::strerror(errno)));
+    UniqueFd parent(sys_pidfd_open(static_cast<pid_t>(parent_pid), 0));
+    Connection c(path);
     // A daemon of protocol version 1 has no scopes: it would refuse one as a bad policy.
-    if (q.scope != proto::kScopeProcess && c.version() < proto::kVersionScopes)
+    if (policy.scope != proto::kScopeProcess && c.version() < proto::kVersionScopes)
         die(fmt::format("the daemon on {} is too old for scope {} (protocol version {})", path,
-                        proto::scope_name(q.scope), c.version()));
-    return report(c.call(q, fds, parent ? 2 : 1), fmt::format("register {} {}", q.parent, q.child));
+                        proto::scope_name(policy.scope), c.version()));
+    uint32_t reason = 0;
+    // A parent that no longer exists is sent as a bare pid: the daemon kills the child at once.
+    int e = parent ? orphand_bind_pidfd(c.get(), parent.get(), child.get(), &policy, &reason)
+                   : orphand_bind(c.get(), static_cast<pid_t>(parent_pid),
+                                  static_cast<pid_t>(child_pid), &policy, &reason);
+    return report(c, e, reason, fmt::format("register {} {}", parent_pid, child_pid));
 }
 
 int cmd_unregister(const std::string &path, const std::vector<std::string> &args) {
     if (args.size() != 2)
         usage_error("unregister needs PARENT and CHILD");
-    proto::Request q{};
-    q.action = proto::kUnregister;
-    q.parent = parse_pid("parent", args[0].c_str());
-    q.child = parse_pid("child", args[1].c_str());
-    Client c(path);
-    return report(c.call(q), fmt::format("unregister {} {}", q.parent, q.child));
+    uint32_t parent = parse_pid("parent", args[0].c_str());
+    uint32_t child = parse_pid("child", args[1].c_str());
+    Connection c(path);
+    uint32_t reason = 0;
+    int e = orphand_unbind(c.get(), static_cast<pid_t>(parent), static_cast<pid_t>(child), &reason);
+    return report(c, e, reason, fmt::format("unregister {} {}", parent, child));
 }
 
-int cmd_list(Client &c) {
-    proto::Request q{};
-    q.action = proto::kList;
-    proto::Reply r = c.call(q);
-    if (report(r, "list") != 0)
+int cmd_list(const Connection &c) {
+    // Version 2 records carry the scope; from a version 1 daemon every scope is process.
+    struct orphand_binding_info2 *infos = nullptr;
+    size_t count = 0;
+    uint32_t reason = 0;
+    int e = orphand_list2(c.get(), &infos, &count, &reason);
+    if (report(c, e, reason, "list") != 0)
         return 1;
-    // Version 2 records carry the scope; a version 1 daemon has none but process.
-    std::vector<proto::BindingInfo2> infos(r.count);
-    if (c.version() >= proto::kVersionScopes) {
-        if (r.count)
-            c.recv_all(infos.data(), infos.size() * sizeof(proto::BindingInfo2));
-    } else {
-        for (auto &i2 : infos)
-            c.recv_all(&i2.info, sizeof(i2.info));
-    }
-    if (infos.empty()) {
+    if (count == 0) {
         std::printf("no bindings\n");
         return 0;
     }
     std::printf("%-24s %-24s %-12s %-9s %-6s %-7s %s\n", "PARENT", "CHILD", "REGISTRANT", "SIGNAL",
                 "GRACE", "SCOPE", "AGE");
-    for (const auto &i2 : infos) {
-        const proto::BindingInfo &i = i2.info;
+    for (size_t n = 0; n < count; ++n) {
+        const orphand_binding_info2 &i2 = infos[n];
+        const orphand_binding_info &i = i2.info;
         auto comm = [](const char *s) { return std::string(s, strnlen(s, proto::kCommLen)); };
         std::string parent = fmt::format("{}[{}]", comm(i.parent_comm), i.parent_pid);
         std::string child = fmt::format("{}[{}]", comm(i.child_comm), i.child_pid);
@@ -283,18 +254,18 @@ int cmd_list(Client &c) {
                     who.c_str(), signal_name(i.signal).c_str(), format_grace(i.grace_ms).c_str(),
                     proto::scope_name(i2.scope), format_duration(i.age_ms).c_str());
     }
-    std::printf("%zu binding%s\n", infos.size(), infos.size() == 1 ? "" : "s");
+    std::printf("%zu binding%s\n", count, count == 1 ? "" : "s");
+    orphand_list2_free(infos);
     return 0;
 }
 
-int cmd_status(Client &c, const std::string &path) {
-    proto::Request q{};
-    q.action = proto::kStatus;
-    proto::Reply r = c.call(q);
-    if (report(r, "status") != 0)
+int cmd_status(const Connection &c) {
+    orphand_status_info s{};
+    uint32_t reason = 0;
+    int e = orphand_status(c.get(), &s, &reason);
+    if (report(c, e, reason, "status") != 0)
         return 1;
-    proto::StatusInfo s{};
-    c.recv_all(&s, sizeof(s));
+    const std::string &path = c.path();
     auto yes = [&](uint32_t bit) { return (s.features & bit) != 0; };
     std::printf("orphand %s (pid %u) on %s, up %s\n",
                 std::string(s.version, strnlen(s.version, 16)).c_str(), s.daemon_pid, path.c_str(),
@@ -447,10 +418,10 @@ int main(int argc, char **argv) {
     if (command == "ping") {
         if (!args.empty())
             usage_error("ping takes no arguments");
-        Client c(path);
-        proto::Request q{};
-        q.action = proto::kPing;
-        if (report(c.call(q), "ping") != 0)
+        Connection c(path);
+        uint32_t reason = 0;
+        int e = orphand_ping(c.get(), &reason);
+        if (report(c, e, reason, "ping") != 0)
             return 1;
         std::printf("orphand is alive on %s\n", path.c_str());
         return 0;
@@ -464,8 +435,8 @@ int main(int argc, char **argv) {
     if (command == "list" || command == "status") {
         if (!args.empty())
             usage_error(fmt::format("{} takes no arguments", command));
-        Client c(path);
-        return command == "list" ? cmd_list(c) : cmd_status(c, path);
+        Connection c(path);
+        return command == "list" ? cmd_list(c) : cmd_status(c);
     }
     usage_error(fmt::format("unknown command \"{}\"", command));
 }

@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cmath>
 #include <cstdlib>
 
 #include "orphand/orphand.h"
@@ -49,21 +48,6 @@ const char *usage_text() {
            "  --no-state                  keep no binding log\n"
            "  -h, --help                  show this help\n"
            "  --version                   show the version\n";
-}
-
-bool parse_grace(const std::string &text, uint32_t *grace_ms) {
-    if (text == "never" || text == "infinity") {
-        *grace_ms = proto::kGraceNever;
-        return true;
-    }
-    char *end;
-    errno = 0;
-    double seconds = std::strtod(text.c_str(), &end);
-    if (errno || *end || text.empty() || !std::isfinite(seconds) || seconds < 0 ||
-        seconds * 1000 >= proto::kGraceNever)
-        return false;
-    *grace_ms = static_cast<uint32_t>(std::llround(seconds * 1000));
-    return true;
 }
 
 // Where clients look (orphand/socket_path.h): the names come from the same header.

@@ -9,6 +9,7 @@
 
 #include "log.hpp"
 #include "registry.hpp"
+#include "signals.hpp"
 
 namespace orphand {
 
@@ -44,9 +45,5 @@ const char *usage_text();
 // /run/orphand/orphand.sock as root, $XDG_RUNTIME_DIR/orphand.sock otherwise. Throws
 // UsageError when neither applies.
 std::string default_socket_path();
-
-// Parses a grace period in seconds ("5", "0.5", "never"); milliseconds or proto::kGraceNever.
-// Returns false if invalid.
-bool parse_grace(const std::string &text, uint32_t *grace_ms);
 
 } // namespace orphand

@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,7 +16,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <string_view>
 
 namespace orphand {
 namespace {
@@ -59,14 +57,6 @@ const char *find_field(const char *text, const char *key) {
 }
 
 } // namespace
-
-int sys_pidfd_open(pid_t pid, unsigned flags) {
-    return static_cast<int>(::syscall(SYS_pidfd_open, pid, flags));
-}
-
-int sys_pidfd_send_signal(int pidfd, int sig) {
-    return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
-}
 
 int pidfd_get_info(int pidfd, ProcessInfo *info) {
     KernelPidfdInfo raw{};
@@ -198,16 +188,12 @@ Result<PidFd> PidFd::open(pid_t pid) {
     return PidFd(pid, std::move(fd));
 }
 
-bool is_pidfd(int fd) {
-    return sys_pidfd_send_signal(fd, 0) == 0 || errno != EBADF;
-}
-
 Result<PidFd> PidFd::adopt(UniqueFd fd, ProcessInfo *info) {
     // PIDFD_THREAD (Linux 6.9) is O_EXCL, which open(2) never leaves in a file's flags.
     int flags = ::fcntl(fd.get(), F_GETFL);
     if (flags < 0)
         return Error{-EBADF, "not a pidfd"};
-    if (flags & O_EXCL)
+    if (flags & kPidfdThread)
         return Error{-EINVAL, "pidfd of a thread"};
     auto pid = pidfd_pid(fd.get(), info);
     if (!pid)
@@ -359,31 +345,6 @@ bool stat_is_kernel_thread(const char *stat) {
         return false;
     unsigned long flags = std::strtoul(p, nullptr, 10);
     return flags & 0x00200000ul;
-}
-
-std::string signal_name(int sig) {
-    const char *abbrev = sigabbrev_np(sig);
-    if (abbrev)
-        return std::string("SIG") + abbrev;
-    return "signal " + std::to_string(sig);
-}
-
-int parse_signal(const std::string &text) {
-    if (text.empty())
-        return -1;
-    char *end;
-    long n = std::strtol(text.c_str(), &end, 10);
-    if (*end == '\0')
-        return n >= 1 && n < NSIG ? static_cast<int>(n) : -1;
-    std::string_view name = text;
-    if (name.substr(0, 3) == "SIG")
-        name.remove_prefix(3);
-    for (int sig = 1; sig < NSIG; ++sig) {
-        const char *abbrev = sigabbrev_np(sig);
-        if (abbrev && name == abbrev)
-            return sig;
-    }
-    return -1;
 }
 
 std::string describe_exit(int status) {

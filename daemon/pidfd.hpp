@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// PidFd: a process handle (pid + pidfd), and the kernel interfaces around pidfds.
+// PidFd: a process handle (pid + pidfd), and what the daemon reads about processes through it.
+// The system calls themselves, and signal names, are base's (pidfd_sys.hpp, signals.hpp).
 #pragma once
 
 #include <sys/types.h>
@@ -8,15 +9,12 @@
 #include <cstdint>
 #include <string>
 
+#include "pidfd_sys.hpp"
 #include "result.hpp"
+#include "signals.hpp"
 #include "unique_fd.hpp"
 
 namespace orphand {
-
-// Socket options and flags newer than Debian 12's kernel headers (6.1).
-// FIXME: drop once the headers of the oldest supported distribution have them.
-inline constexpr int kSoPeerPidfd = 77;         // SO_PEERPIDFD, Linux 6.5
-inline constexpr long kPidfsMagic = 0x50494446; // PID_FS_MAGIC, Linux 6.9
 
 // What PIDFD_GET_INFO (Linux 6.13; exit status 6.15) reports. Fields are valid as `mask` says.
 struct ProcessInfo {
@@ -87,17 +85,6 @@ struct KernelFeatures {
 // Probes the running kernel once; later calls return the cached answer.
 const KernelFeatures &kernel_features();
 
-// True if `fd` is a pidfd (or a /proc/PID directory, which the kernel accepts in its place).
-// Decided by pidfd_send_signal with signal 0, which checks the file's type before anything
-// else and never calls into the file's driver: an ioctl, fstat or fstatfs on a client's fd could
-// wait on a FUSE server, and its last close could block (see FdCloser). Closing an fd for which
-// this is true never blocks.
-bool is_pidfd(int fd);
-
-// Raw wrappers (glibc 2.36 has pidfd_open, but its header lacks C linkage guards).
-int sys_pidfd_open(pid_t pid, unsigned flags);
-int sys_pidfd_send_signal(int pidfd, int sig);
-
 // PIDFD_GET_INFO, with the exit status requested. -ENOTTY/-EINVAL on kernels before 6.13.
 int pidfd_get_info(int pidfd, ProcessInfo *info);
 
@@ -123,10 +110,5 @@ bool stat_is_kernel_thread(const char *stat);
 // Human-readable exit description: "exited with status 3", "killed by SIGKILL",
 // "killed by SIGSEGV (core dumped)".
 std::string describe_exit(int status);
-
-// "SIGTERM" for 15; "signal 42" for others.
-std::string signal_name(int sig);
-// Parses "TERM", "SIGTERM", "15"; -1 if invalid.
-int parse_signal(const std::string &text);
 
 } // namespace orphand

@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -25,10 +24,6 @@
 
 namespace orphand {
 namespace {
-
-// pidfd_send_signal's PIDFD_SIGNAL_PROCESS_GROUP (Linux 6.9).
-// FIXME: drop once the headers of the oldest supported distribution have it.
-constexpr unsigned kPidfdSignalProcessGroup = 1u << 2;
 
 // A scope kill may run on the event loop: unless given a budget (ScopeKill::budget_ns), it stops
 // after this long, or after this many rounds (rescans of /proc or of the cgroup, sweeps over the
@@ -506,8 +501,8 @@ void ScopeWalk::pgroup() {
     bool atomic = in_time && leader && !reaped(*leader);
     for (const Member &m : members_)
         atomic = atomic && m.role == kAllowed;
-    if (atomic && ::syscall(SYS_pidfd_send_signal, leader->fd(), kill_.signal, nullptr,
-                            kPidfdSignalProcessGroup) == 0) {
+    if (atomic &&
+        sys_pidfd_send_signal(leader->fd(), kill_.signal, kPidfdSignalProcessGroup) == 0) {
         // One signal to the whole group, forks racing with it included.
         for (Member &m : members_)
             m.signalled = true;
@@ -963,7 +958,7 @@ bool have_pgroup_signal() {
         UniqueFd self(sys_pidfd_open(::getpid(), 0));
         if (!self)
             return false;
-        long r = ::syscall(SYS_pidfd_send_signal, self.get(), 0, nullptr, kPidfdSignalProcessGroup);
+        int r = sys_pidfd_send_signal(self.get(), 0, kPidfdSignalProcessGroup);
         return r == 0 || errno != EINVAL;
     }();
     return have;

@@ -33,6 +33,7 @@ struct orphand_conn {
     int timeout_ms;   /* bound on each wait for the daemon */
     uint32_t seq;     /* of the last request */
     uint32_t version; /* the protocol version the daemon answered HELLO with */
+    uint32_t pending; /* requests sent by orphand_send_request() whose replies are unread */
     int broken;       /* a message was cut short: the stream is out of step, only close remains */
 };
 
@@ -140,6 +141,9 @@ static int call(orphand_conn *c, struct orphand_request q, const int *fds, size_
         return fail(reason, -EINVAL, ORPHAND_REASON_CLIENT);
     if (c->broken)
         return fail(reason, -ENOTCONN, ORPHAND_REASON_CLIENT);
+    /* Replies come in order: this one would come after those still owed. */
+    if (c->pending)
+        return fail(reason, -EBUSY, ORPHAND_REASON_CLIENT);
     q.seq = ++c->seq;
     int e = send_message(c, &q, sizeof(q), fds, nfds);
     if (e == 0)
@@ -454,6 +458,54 @@ ORPHAND_EXPORT int orphand_ping(orphand_conn *conn, uint32_t *reason) {
     struct orphand_request q = {.action = ORPHAND_ACTION_PING};
     struct orphand_reply r;
     return call(conn, q, NULL, 0, &r, reason);
+}
+
+ORPHAND_EXPORT uint32_t orphand_protocol_version(const orphand_conn *conn) {
+    return conn ? conn->version : 0;
+}
+
+ORPHAND_EXPORT int orphand_send_request(orphand_conn *conn, struct orphand_request *request,
+                                        const int *fds, size_t nfds) {
+    if (!conn || !request || nfds > ORPHAND_MAX_FDS || (nfds > 0 && !fds))
+        return -EINVAL;
+    /* Only the requests whose whole answer is one reply: LIST and STATUS have their calls. */
+    if (request->action != ORPHAND_ACTION_REGISTER &&
+        request->action != ORPHAND_ACTION_UNREGISTER && request->action != ORPHAND_ACTION_PING)
+        return -EINVAL;
+    if (conn->broken)
+        return -ENOTCONN;
+    if (conn->pending == UINT32_MAX)
+        return -EBUSY;
+    request->seq = conn->seq + 1;
+    int e = send_message(conn, request, sizeof(*request), fds, nfds);
+    if (e < 0) {
+        /* Perhaps a part was sent: what the daemon reads next is unknown. */
+        conn->broken = 1;
+        return e;
+    }
+    ++conn->seq;
+    ++conn->pending;
+    return 0;
+}
+
+ORPHAND_EXPORT int orphand_receive_reply(orphand_conn *conn, struct orphand_reply *reply,
+                                         uint32_t *reason) {
+    if (!conn || !reply)
+        return fail(reason, -EINVAL, ORPHAND_REASON_CLIENT);
+    if (conn->broken)
+        return fail(reason, -ENOTCONN, ORPHAND_REASON_CLIENT);
+    if (conn->pending == 0)
+        return fail(reason, -ENOMSG, ORPHAND_REASON_CLIENT);
+    int e = recv_exact(conn, reply, sizeof(*reply));
+    /* The oldest request still owed a reply. */
+    if (e == 0 && (reply->seq != conn->seq - conn->pending + 1 || reply->error > 0))
+        e = -EPROTO;
+    if (e < 0) {
+        conn->broken = 1;
+        return fail(reason, e, ORPHAND_REASON_CLIENT);
+    }
+    --conn->pending;
+    return fail(reason, reply->error, reply->reason);
 }
 
 ORPHAND_EXPORT int orphand_bind_child(pid_t child, uint32_t *reason) {

@@ -299,6 +299,25 @@ int orphand_ping(orphand_conn *conn, uint32_t *reason);
  * default policy, and closes. Returns what orphand_connect() or orphand_bind() returned. */
 int orphand_bind_child(pid_t child, uint32_t *reason);
 
+/* The protocol version the connection speaks (liborphand 0.3): the lower of
+ * ORPHAND_PROTOCOL_VERSION and the daemon's, 1 or more; 0 for a NULL connection. A scope other
+ * than ORPHAND_SCOPE_PROCESS needs version 2. */
+uint32_t orphand_protocol_version(const orphand_conn *conn);
+
+/* Pipelining (liborphand 0.3): orphand_send_request() sends a REGISTER, UNREGISTER or PING
+ * built by the caller (with its flags, signal, grace_ms and scope as the wire has them) and
+ * returns without waiting for the reply; orphand_receive_reply() reads the next reply, in the
+ * order the requests were sent. A program that registers many children at once sends a batch,
+ * then reads its replies, and pays one round trip for all. The library sets request->seq; `fds`
+ * (borrowed, at most ORPHAND_MAX_FDS, the child's pidfd first) travel with the request. While
+ * replies are owed, the other calls on the connection fail with -EBUSY. Errors of the send:
+ * -EINVAL (another action, too many fds), -ENOTCONN, and those of a request's transport; of
+ * the receive: the reply's error with its reason, -ENOMSG (no reply owed), -EPROTO (a reply
+ * out of order) and the transport's. A transport failure leaves the connection broken. */
+int orphand_send_request(orphand_conn *conn, struct orphand_request *request, const int *fds,
+                         size_t nfds);
+int orphand_receive_reply(orphand_conn *conn, struct orphand_reply *reply, uint32_t *reason);
+
 /* Human-readable text for an ORPHAND_REASON_*; never NULL. With strerror(-error) it says why a
  * call failed. */
 const char *orphand_reason_text(uint32_t reason);

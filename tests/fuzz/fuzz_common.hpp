@@ -20,13 +20,14 @@
 
 #include "options.hpp"
 #include "pidfd.hpp"
+#include "send_fds.hpp"
 #include "server.hpp"
 
 namespace orphand::fuzz {
 
 inline constexpr size_t kHelpers = 4;
 // SCM_MAX_FD: the most fds the kernel takes in one message, so that a target may send too many.
-inline constexpr size_t kMaxSendFds = 253;
+inline constexpr size_t kMaxSendFds = kMaxSentFds;
 
 // Processes the inputs name and send pidfds of, and that the Server may kill: children of this
 // process, so that they are the only ones it can reach (pid 1 of a private pid namespace).
@@ -142,23 +143,9 @@ inline int connect_client(const struct ucred &peer) {
 // One sendmsg of [data, data + len) on `sock`, without blocking, with `fds` (at most
 // kMaxSendFds) in SCM_RIGHTS; then closes `fds`, sent or not. Returns what sendmsg returned.
 inline ssize_t send_take_fds(int sock, const void *data, size_t len, const std::vector<int> &fds) {
-    struct iovec iov = {const_cast<void *>(data), len};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
     if (fds.size() > kMaxSendFds)
         std::abort(); // the target's bug: its plan sends more than one message can carry
-    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSendFds)]{};
-    if (!fds.empty()) {
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-        struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-        cm->cmsg_level = SOL_SOCKET;
-        cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-        std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
-    }
-    ssize_t n = ::sendmsg(sock, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = send_with_fds(sock, data, len, fds.data(), fds.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     for (int f : fds)
         ::close(f);
     return n;

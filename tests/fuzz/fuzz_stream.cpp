@@ -46,7 +46,6 @@ using namespace orphand::fuzz;
 constexpr size_t kMaxSends = 64; // well within a socket's send buffer: none is refused
 constexpr size_t kManyFds = 20;
 static_assert(kManyFds <= kMaxSendFds);
-constexpr unsigned kThreadFlag = O_EXCL;       // PIDFD_THREAD, Linux 6.9
 constexpr uint64_t kSettleNs = 10'000'000'000; // far beyond any correct run
 
 UniqueFd g_reaped; // pidfd of a process already reaped
@@ -510,7 +509,7 @@ void start_thread() {
     }).detach();
     while (g_thread_tid.load() == 0)
         std::this_thread::yield();
-    g_thread.reset(sys_pidfd_open(g_thread_tid.load(), kThreadFlag));
+    g_thread.reset(sys_pidfd_open(g_thread_tid.load(), kPidfdThread));
 }
 
 } // namespace

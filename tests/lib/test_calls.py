@@ -2,8 +2,9 @@
 """liborphand's calls (through ctypes) against a private daemon, with real processes: bind by
 pid, by pidfd and to another parent, unbind, list, status, ping, orphand_bind_child, the socket
 rule, and the errors with their reasons; kill scopes through orphand_policy and orphand_list2,
-and a caller built with the older 12-byte orphand_policy. Against fake daemons, the messages the
-library sends and its handling of protocol versions 1 and 2."""
+and a caller built with the older 12-byte orphand_policy; pipelined requests
+(orphand_send_request, orphand_receive_reply). Against fake daemons, the messages the library
+sends and its handling of protocol versions 1 and 2 (orphand_protocol_version)."""
 
 import ctypes
 import errno
@@ -52,6 +53,19 @@ class BindingInfo2(ctypes.Structure):
                 ("reserved", ctypes.c_uint32 * 3)]
 
 
+class Request(ctypes.Structure):
+    _fields_ = [("parent", ctypes.c_uint32), ("child", ctypes.c_uint32),
+                ("action", ctypes.c_uint32), ("seq", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32), ("signal", ctypes.c_int32),
+                ("grace_ms", ctypes.c_uint32), ("scope", ctypes.c_uint32)]
+
+
+class Reply(ctypes.Structure):
+    _fields_ = [("seq", ctypes.c_uint32), ("action", ctypes.c_uint32),
+                ("error", ctypes.c_int32), ("reason", ctypes.c_uint32),
+                ("count", ctypes.c_uint32), ("reserved", ctypes.c_uint32 * 3)]
+
+
 class StatusInfo(ctypes.Structure):
     _fields_ = [("version", ctypes.c_char * 16), ("uptime_ms", ctypes.c_uint64),
                 ("kills", ctypes.c_uint64), ("parents", ctypes.c_uint32),
@@ -85,6 +99,10 @@ def load():
         "orphand_socket_path": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_char_p,
                                                ctypes.c_size_t]),
         "orphand_reason_text": (ctypes.c_char_p, [ctypes.c_uint32]),
+        "orphand_protocol_version": (ctypes.c_uint32, [conn_p]),
+        "orphand_send_request": (ctypes.c_int, [conn_p, ctypes.POINTER(Request),
+                                                ctypes.POINTER(ctypes.c_int), ctypes.c_size_t]),
+        "orphand_receive_reply": (ctypes.c_int, [conn_p, ctypes.POINTER(Reply), u32p]),
     }
     for name, (res, args) in sig.items():
         getattr(lib, name).restype = res
@@ -156,6 +174,20 @@ class Conn:
         s = StatusInfo()
         e, reason = self._call(L.orphand_status, ctypes.byref(s))
         return e, reason, s
+
+    def version(self):
+        return L.orphand_protocol_version(self.c)
+
+    def send(self, request, fds=()):
+        """orphand_send_request: its result; request.seq is set by the library."""
+        arr = (ctypes.c_int * max(1, len(fds)))(*fds)
+        return L.orphand_send_request(self.c, ctypes.byref(request), arr, len(fds))
+
+    def receive(self):
+        """orphand_receive_reply: (error, reason, reply)."""
+        r = Reply()
+        e, reason = self._call(L.orphand_receive_reply, ctypes.byref(r))
+        return e, reason, r
 
 
 def expect(got, error, reason, what):
@@ -335,6 +367,8 @@ def check_wire(tmp):
         with Conn(fake.path) as c:
             ot.check(fake.hello == (ot.HELLO_MAGIC, PROTOCOL_VERSION, ot.HELLO),
                      f"HELLO sent as {fake.hello}")
+            ot.check(c.version() == version, f"orphand_protocol_version {c.version()}, "
+                     f"the daemon answered {version}")
             e, _, out = c.list()
             ot.check(e == 0 and out == want, f"v{version} orphand_list: {e} {out}")
             e, _, out = c.list2()
@@ -359,6 +393,42 @@ def check_wire(tmp):
     fake = FakeDaemon(tmp, PROTOCOL_VERSION + 1)
     ot.check(Conn(fake.path).error == -errno.EPROTO, "HELLO answered with a higher version")
     fake.close()
+
+
+def check_pipeline(c):
+    """A batch of requests sent before any reply is read, then the replies in order."""
+    parent, pfd = ot.sleeper()
+    kids = [ot.sleeper() for _ in range(3)]
+    sent = []
+    for i, (kid, kfd) in enumerate(kids):
+        q = Request(parent.pid, kid.pid, ot.REGISTER, 0xdead, FLAG_SIGNAL | FLAG_GRACE,
+                    signal.SIGKILL, 0xffffffff, 0)
+        # The first with both pidfds, the child's first; the others by pid alone.
+        e = c.send(q, (kfd, pfd) if i == 0 else ())
+        ot.check(e == 0, f"orphand_send_request REGISTER {i}: {e}")
+        sent.append(q.seq)
+    q = Request(0, 0, ot.PING)
+    ot.check(c.send(q) == 0, "orphand_send_request PING")
+    sent.append(q.seq)
+    q = Request(os.getpid(), kids[0][0].pid, ot.UNREGISTER)
+    ot.check(c.send(q) == 0, "orphand_send_request UNREGISTER")
+    sent.append(q.seq)
+    ot.check(sent == list(range(sent[0], sent[0] + 5)), f"seqs set {sent}")
+    expect(c.ping(), -errno.EBUSY, "CLIENT", "a call while replies are owed")
+    ot.check(c.send(Request(0, 0, ot.LIST)) == -errno.EINVAL, "LIST pipelined")
+    ot.check(c.send(Request(parent.pid, kids[0][0].pid, ot.REGISTER), (pfd, pfd, pfd))
+             == -errno.EINVAL, "three fds sent")
+    got = [c.receive() for _ in sent]
+    ot.check([(e, reason, r.seq) for e, reason, r in got] ==
+             [(0, 0, seq) for seq in sent[:4]] + [(0, REASON["NOT_BOUND"], sent[4])],
+             f"pipelined replies {[(e, reason, r.seq, r.action) for e, reason, r in got]}")
+    expect(c.receive()[:2], -errno.ENOMSG, "CLIENT", "a reply that is not owed")
+    ot.check({(parent.pid, kid.pid) for kid, _ in kids} <= pairs(c), "pipelined bindings")
+    signal.pidfd_send_signal(pfd, signal.SIGKILL)
+    for kid, kfd in kids:
+        ot.check(ot.wait_pidfd(kfd), "a pipelined binding's child outlived its parent")
+        ot.reap(kid)
+    ot.reap(parent)
 
 
 def main():
@@ -387,6 +457,7 @@ def main():
                 if os.path.exists(f"/proc/self/fd/{fd}"):
                     ot.check(not os.get_inheritable(int(fd)), f"fd {fd} is not close-on-exec")
             expect(c.ping(), 0, "OK", "ping")
+            ot.check(c.version() == PROTOCOL_VERSION, f"protocol version {c.version()}")
 
             # By pid, to another parent: the child dies with it.
             parent, pfd = ot.sleeper()
@@ -445,6 +516,7 @@ def main():
             ot.reap(child)
 
             check_scopes(c)
+            check_pipeline(c)
 
             # Status.
             e, reason, s = c.status()
@@ -480,7 +552,7 @@ def main():
             L.orphand_close(c.c)
     print("bind by pid, by pidfd, to self and another parent, with each scope and with a 0.1 "
           "policy, unbind, list, list2, status, ping, orphand_bind_child, socket rule, errors "
-          "with reasons, and protocol versions 1 and 2: all as documented")
+          "with reasons, pipelined requests, and protocol versions 1 and 2: all as documented")
 
 
 if __name__ == "__main__":

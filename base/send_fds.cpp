@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// One sendmsg with SCM_RIGHTS, shared by orphanctl and the fd store.
+// One sendmsg with SCM_RIGHTS, for every C++ client of orphand's socket.
 #include "send_fds.hpp"
 
 #include <cerrno>
@@ -9,19 +9,20 @@ namespace orphand {
 
 ssize_t send_with_fds(int sock, const void *data, size_t size, const int *fds, size_t nfds,
                       int flags) {
-    union {
-        struct cmsghdr align;
-        char buf[CMSG_SPACE(sizeof(int) * kMaxSentFds)];
-    } control{};
-    struct iovec iov = {const_cast<void *>(data), size};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
     if (nfds > kMaxSentFds) {
         errno = E2BIG;
         return -1;
     }
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int) * kMaxSentFds)];
+    } control;
+    struct iovec iov = {const_cast<void *>(data), size};
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
     if (nfds > 0) {
+        std::memset(control.buf, 0, CMSG_SPACE(sizeof(int) * nfds));
         msg.msg_control = control.buf;
         msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
         struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// UniqueFd: the single owner of a file descriptor.
+// UniqueFd: the single owner of a file descriptor (header-only).
 #pragma once
 
 #include <unistd.h>
