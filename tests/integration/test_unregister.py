@@ -49,7 +49,8 @@ def main():
         # Acknowledged mode says what happened.
         with d.client() as c:
             r = c.unregister(parent.pid, freed.pid)
-            ot.check(r["error"] == 0 and r["reason"] == 18, f"UNREGISTER unknown: {r}")
+            ot.check(r["error"] == 0 and r["reason"] == ot.Reason.NOT_BOUND,
+                     f"UNREGISTER unknown: {r}")
 
 
 if __name__ == "__main__":
