@@ -595,6 +595,7 @@ class Connection:
     def __init__(self, path: str | None = None, timeout: float | None = None,
                  version: int = PROTOCOL_VERSION) -> None:
         self.sock = open_socket(path, timeout)
+        #: The seq of the last request sent; a caller that sends requests with send() sets it.
         self.seq = 0
         self.broken = False
         try:
