@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import orphand
 import orphtest as ot
@@ -82,8 +83,26 @@ def daemon(*args):
 
 
 def user_sleeper(uid):
-    """A sleep(1) owned by uid; returns (Popen, pidfd)."""
-    return ot.spawn(as_user(uid, ["sleep", "600"]))
+    """A sleep(1) owned by uid; returns (Popen, pidfd) once it runs sleep as uid (until setpriv
+    has taken the uid the process is root's, which another user may not signal)."""
+    p, pidfd = ot.spawn(as_user(uid, ["sleep", "600"]))
+    deadline = time.monotonic() + ot.TIMEOUT
+    while (ot.proc_state(p.pid) is not None and not ot.pidfd_dead(pidfd) and
+           time.monotonic() < deadline and runs_as(p.pid) != ("sleep", uid)):
+        time.sleep(0.001)
+    return p, pidfd
+
+
+def runs_as(pid):
+    """(command name, real uid) of a process, or None."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+        with open(f"/proc/{pid}/status") as f:
+            uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    except (OSError, StopIteration):
+        return None
+    return comm, uid
 
 
 def hostile(d, ops, uid=NOBODY, wrap=(), pass_fds=()):
