@@ -33,6 +33,7 @@ GRACE_NEVER = orphand.GRACE_NEVER
 Reason = orphand.Reason
 Scope = orphand.Scope
 recv_exact = orphand.recv_exact
+RECORD_SIZE, REPLY_SIZE = orphand.sizeof(orphand.Record), orphand.sizeof(orphand.Reply)
 
 # Generous correctness bound for "eventually" checks; speed is measured in bench/.
 TIMEOUT = float(os.environ.get("ORPHAND_TEST_TIMEOUT", "10"))
@@ -72,6 +73,11 @@ def reply_dict(r):
 
 def parse_reply(data):
     return reply_dict(orphand.unpack(orphand.Reply, data))
+
+
+def recv_reply(s):
+    """The next reply on socket s, as a dict."""
+    return parse_reply(recv_exact(s, REPLY_SIZE))
 
 
 def proc_state(pid):
@@ -206,7 +212,7 @@ class Daemon:
         with self.connect() as s:
             rec = record(0x11223344, 0x55667788, PING)
             s.sendall(rec)
-            return recv_exact(s, 12) == rec
+            return recv_exact(s, RECORD_SIZE) == rec
 
     def send(self, data, fds=None):
         """connect, send, close: the legacy client pattern."""

@@ -249,7 +249,7 @@ def glued_registers(d, cl, parent, child1, child2, how):
             ot.check(not bad, f"PING replies wrong: {bad[:3]}")
     finally:
         os.close(c2fd)
-    return [ot.parse_reply(ot.recv_exact(cl.sock, 32)) for _ in range(2)]
+    return [ot.recv_reply(cl.sock) for _ in range(2)]
 
 
 def f6_fds_stay_with_their_message():

@@ -92,7 +92,7 @@ def case_b(d, stopped, register_during):
         k.wait()
     ot.check(not ot.pidfd_dead(newcomer_fd), "the newcomer on the parent's pid was killed")
     if pending:
-        r = ot.parse_reply(ot.recv_exact(pending.sock, 32))
+        r = ot.recv_reply(pending.sock)
         pending.sock.close()
         ot.check(r["error"] == 0 and r["reason"] == ot.Reason.OK,
                  f"registration on the reused pid: {r}")
