@@ -7,17 +7,17 @@ as dead, because PID 1 on a test machine may not reap.
 """
 
 import contextlib
-import errno
 import os
 import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+import orphand
 
 BUILD = os.environ.get("ORPHAND_BUILD_DIR") or os.path.abspath(
     os.path.join(os.path.dirname(__file__), "..", "build"))
@@ -25,10 +25,15 @@ DAEMON = os.path.join(BUILD, "daemon", "orphand")
 CTL = os.path.join(BUILD, "ctl", "orphanctl")
 SHIM = os.path.join(BUILD, "shim", "orphand-forkwait.so")
 
-REGISTER, UNREGISTER, PING, HELLO, LIST, STATUS = 1, 2, 3, 4, 5, 6
-HELLO_MAGIC = 0x4850524F
-FLAG_SIGNAL, FLAG_GRACE = 1, 2
-GRACE_NEVER = 0xFFFFFFFF
+# The wire format is the orphand module's (python/orphand.py); these names are the tests' own.
+REGISTER, UNREGISTER, PING, HELLO, LIST, STATUS = orphand.Action
+HELLO_MAGIC = orphand.HELLO_MAGIC
+FLAG_SIGNAL, FLAG_GRACE = orphand.FLAG_SIGNAL, orphand.FLAG_GRACE
+GRACE_NEVER = orphand.GRACE_NEVER
+Reason = orphand.Reason
+Scope = orphand.Scope
+recv_exact = orphand.recv_exact
+RECORD_SIZE, REPLY_SIZE = orphand.sizeof(orphand.Record), orphand.sizeof(orphand.Reply)
 
 # Generous correctness bound for "eventually" checks; speed is measured in bench/.
 TIMEOUT = float(os.environ.get("ORPHAND_TEST_TIMEOUT", "10"))
@@ -52,17 +57,27 @@ def check(cond, msg):
 
 
 def record(parent, child, action):
-    return struct.pack("=III", parent & 0xFFFFFFFF, child & 0xFFFFFFFF, action & 0xFFFFFFFF)
+    """A legacy record's bytes (any integers, cut to 32 bits)."""
+    return orphand.Record(parent, child, action).pack()
 
 
 def request(parent, child, action, seq=0, flags=0, sig=0, grace_ms=0, scope=0):
-    return struct.pack("=IIIIIiII", parent & 0xFFFFFFFF, child & 0xFFFFFFFF, action, seq,
-                       flags, sig, grace_ms, scope)
+    """An acknowledged-mode request's bytes (any integers, cut to their field's width)."""
+    return orphand.Request(parent, child, action, seq, flags, sig, grace_ms, scope).pack()
+
+
+def reply_dict(r):
+    """A Reply as the dict the tests check: seq, action, error, reason, count."""
+    return {k: v for k, v in r._asdict().items() if k != "reserved"}
 
 
 def parse_reply(data):
-    seq, action, error, reason, count = struct.unpack("=IIiII", data[:20])
-    return {"seq": seq, "action": action, "error": error, "reason": reason, "count": count}
+    return reply_dict(orphand.unpack(orphand.Reply, data))
+
+
+def recv_reply(s):
+    """The next reply on socket s, as a dict."""
+    return parse_reply(recv_exact(s, REPLY_SIZE))
 
 
 def proc_state(pid):
@@ -209,18 +224,15 @@ class Daemon:
         with self.connect() as s:
             rec = record(0x11223344, 0x55667788, PING)
             s.sendall(rec)
-            return recv_exact(s, 12) == rec
+            return recv_exact(s, RECORD_SIZE) == rec
 
     def send(self, data, fds=None):
         """connect, send, close: the legacy client pattern."""
         with self.connect() as s:
-            if fds:
-                socket.send_fds(s, [data], fds)
-            else:
-                s.sendall(data)
+            orphand.send_message(s, data, fds or ())
 
-    def client(self):
-        return Client(self.connect())
+    def client(self, version=1):
+        return Client(self.socket, version)
 
     def ctl(self, *args, check_rc=True, **kw):
         r = subprocess.run([CTL, "--socket", self.socket, *args], capture_output=True, text=True,
@@ -242,80 +254,71 @@ class Daemon:
         fail(f"timed out waiting for {what}\n--- daemon log ---\n{self.read_log()}")
 
 
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"EOF after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
-
-
 class Client:
-    """An acknowledged-mode (v1) connection."""
+    """An acknowledged-mode connection (protocol version 1 unless asked for another) on the
+    orphand module's Connection, answering with dicts. Refusals are returned, not raised."""
 
-    def __init__(self, sock):
-        self.sock = sock
-        self.seq = 0
-        sock.sendall(record(HELLO_MAGIC, 1, HELLO))
-        r = parse_reply(recv_exact(sock, 32))
-        check(r["error"] == 0 and r["count"] >= 1, f"HELLO refused: {r}")
+    def __init__(self, path, version=1):
+        self.conn = orphand.Connection(path, TIMEOUT, version)
+        self.sock = self.conn.sock
+        check(self.conn.version == version, f"HELLO version {version} answered with "
+              f"{self.conn.version}")
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.sock.close()
+        self.conn.close()
 
-    def call(self, parent, child, action, fds=None, **kw):
-        self.seq += 1
-        data = request(parent, child, action, seq=self.seq, **kw)
-        if fds:
-            socket.send_fds(self.sock, [data], fds)
-        else:
-            self.sock.sendall(data)
-        r = parse_reply(recv_exact(self.sock, 32))
-        check(r["seq"] == self.seq, f"reply out of order: {r}")
-        return r
+    @property
+    def seq(self):
+        """The seq of the last request; a test that sends requests itself advances it."""
+        return self.conn.seq
 
-    def register(self, parent, child, fds=None, sig=None, grace_ms=None):
-        flags = 0
-        kw = {}
-        if sig is not None:
-            flags |= FLAG_SIGNAL
-            kw["sig"] = sig
-        if grace_ms is not None:
-            flags |= FLAG_GRACE
-            kw["grace_ms"] = grace_ms
-        return self.call(parent, child, REGISTER, fds=fds, flags=flags, **kw)
+    @seq.setter
+    def seq(self, value):
+        self.conn.seq = value
+
+    def call(self, parent, child, action, fds=None, flags=0, sig=0, grace_ms=0, scope=0):
+        return reply_dict(self.conn.call(action, parent, child, flags=flags, signal=sig,
+                                         grace_ms=grace_ms, scope=scope, fds=fds or ()))
+
+    def register(self, parent, child, fds=None, sig=None, grace_ms=None, scope=0):
+        flags = (FLAG_SIGNAL if sig is not None else 0) | (FLAG_GRACE if grace_ms is not None
+                                                           else 0)
+        return self.call(parent, child, REGISTER, fds=fds, flags=flags, sig=sig or 0,
+                         grace_ms=grace_ms or 0, scope=scope)
 
     def unregister(self, parent, child):
         return self.call(parent, child, UNREGISTER)
 
     def list(self):
+        """Each binding as a dict; on a version 2 connection with its scope and reserved words."""
         r = self.call(0, 0, LIST)
         check(r["error"] == 0, f"LIST failed: {r}")
         out = []
         for _ in range(r["count"]):
-            d = recv_exact(self.sock, 64)
-            ppid, cpid, uid, rpid, sig, grace, age = struct.unpack("=IIIIiIQ", d[:32])
-            out.append({"parent": ppid, "child": cpid, "uid": uid, "registrant": rpid,
-                        "signal": sig, "grace_ms": grace, "age_ms": age,
-                        "parent_comm": d[32:48].split(b"\0")[0].decode(errors="replace"),
-                        "child_comm": d[48:64].split(b"\0")[0].decode(errors="replace")})
+            if self.conn.version >= 2:
+                b2 = orphand.unpack(orphand.BindingInfo2,
+                                    self.conn.recv(orphand.sizeof(orphand.BindingInfo2)))
+                b, extra = b2.info, {"scope": b2.scope, "reserved": list(b2.reserved)}
+            else:
+                b = orphand.unpack(orphand.BindingInfo,
+                                   self.conn.recv(orphand.sizeof(orphand.BindingInfo)))
+                extra = {}
+            out.append({"parent": b.parent_pid, "child": b.child_pid, "uid": b.registrant_uid,
+                        "registrant": b.registrant_pid, "signal": b.signal,
+                        "grace_ms": b.grace_ms, "age_ms": b.age_ms,
+                        "parent_comm": b.parent_comm, "child_comm": b.child_comm, **extra})
         return out
 
     def status(self):
         r = self.call(0, 0, STATUS)
         check(r["error"] == 0, f"STATUS failed: {r}")
-        d = recv_exact(self.sock, 80)
-        version = d[:16].split(b"\0")[0].decode()
-        uptime, kills, parents, children, bindings, conns, features, dpid = struct.unpack(
-            "=QQIIIIII", d[16:56])
-        return {"version": version, "uptime_ms": uptime, "kills": kills, "parents": parents,
-                "children": children, "bindings": bindings, "connections": conns,
-                "features": features, "pid": dpid}
+        s = orphand.unpack(orphand.StatusInfo, self.conn.recv(orphand.sizeof(orphand.StatusInfo)))
+        out = s._asdict()
+        out["pid"] = s.daemon_pid
+        return out
 
 
 def run(main):

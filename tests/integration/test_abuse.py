@@ -30,7 +30,7 @@ def main():
             s.sendall(junk)
             ping = ot.record(1, 2, ot.PING)
             s.sendall(ping)
-            ot.check(ot.recv_exact(s, 12) == ping, "PING after junk records not echoed")
+            ot.check(ot.recv_exact(s, ot.RECORD_SIZE) == ping, "PING after junk records not echoed")
         ot.check(d.wait_log("unknown action"), f"junk records not logged:\n{d.read_log()}")
 
         # 1 MiB of random bytes on one connection (not a whole number of records): the daemon
@@ -46,7 +46,7 @@ def main():
             # Random records might be PINGs (1 in 2^32 each): skip any echo of them.
             deadline = time.monotonic() + ot.TIMEOUT
             while True:
-                got = ot.recv_exact(s, 12)
+                got = ot.recv_exact(s, ot.RECORD_SIZE)
                 if got == ping:
                     break
                 ot.check(time.monotonic() < deadline, "no echo after 1 MiB of random data")
@@ -77,7 +77,7 @@ def main():
                 ping = ot.record(i, 0xC0FFEE, ot.PING)
                 s.sendall(ping)
             for i, s in enumerate(conns):
-                ot.check(ot.recv_exact(s, 12) == ot.record(i, 0xC0FFEE, ot.PING),
+                ot.check(ot.recv_exact(s, ot.RECORD_SIZE) == ot.record(i, 0xC0FFEE, ot.PING),
                          f"held connection {i} not served")
         finally:
             for s in conns:

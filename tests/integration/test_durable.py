@@ -392,18 +392,8 @@ def test_old_fd_store(state):
 
 def scopes(d):
     """(parent, child) -> scope of every binding, from a version 2 LIST."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.connect(d.socket)
-        s.sendall(ot.record(ot.HELLO_MAGIC, 2, ot.HELLO))
-        ot.check(ot.parse_reply(ot.recv_exact(s, 32))["count"] == 2, "HELLO version 2 refused")
-        s.sendall(ot.request(0, 0, ot.LIST, seq=1))
-        r = ot.parse_reply(ot.recv_exact(s, 32))
-        out = {}
-        for _ in range(r["count"]):
-            rec = ot.recv_exact(s, 80)
-            parent, child = struct.unpack_from("=II", rec)
-            out[(parent, child)] = struct.unpack_from("=I", rec, 64)[0]
-        return out
+    with d.client(version=2) as c:
+        return {(b["parent"], b["child"]): b["scope"] for b in c.list()}
 
 
 def test_scope_kept(state):

@@ -2,6 +2,7 @@
 """Out of file descriptors: excess registrations are refused, earlier bindings still hold, and
 orphand keeps serving (and accepts again once fds are free)."""
 
+import errno
 import resource
 import signal
 import socket
@@ -62,7 +63,7 @@ def exercise(d, expect_backlog):
                 ot.check(not refused, f"accepted after a refusal: {r}")
                 bound.append(child)
             else:
-                ot.check(r["error"] == -24 and r["reason"] == 16,  # EMFILE, kOutOfFds
+                ot.check(r["error"] == -errno.EMFILE and r["reason"] == ot.Reason.OUT_OF_FDS,
                          f"expected EMFILE/kOutOfFds: {r}")
                 refused.append(child)
         ot.check(len(bound) >= 10, f"only {len(bound)} bindings before running out")
@@ -85,7 +86,7 @@ def exercise(d, expect_backlog):
         # No connection closes before all are answered: only freed pidfds can make room.
         for w in waiting:
             try:
-                reply = ot.parse_reply(ot.recv_exact(w, 32))
+                reply = ot.recv_reply(w)
             except socket.timeout:
                 ot.fail("a waiting client was never accepted\n"
                         f"--- daemon log ---\n{d.read_log()}")

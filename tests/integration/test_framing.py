@@ -17,7 +17,8 @@ def main():
             for rec in (ot.record(0, 0, ot.PING), ot.record(0xFFFFFFFF, 0x80000000, ot.PING),
                         os.urandom(8) + ot.record(0, 0, ot.PING)[8:]):
                 s.sendall(rec)
-                ot.check(ot.recv_exact(s, 12) == rec, f"PING {rec.hex()} not echoed as sent")
+                ot.check(ot.recv_exact(s, ot.RECORD_SIZE) == rec,
+                         f"PING {rec.hex()} not echoed as sent")
 
             # Several records in one send, a REGISTER among them: one echo per PING, in order.
             parent, parent_fd = it.sleeper("orph-parent")
@@ -33,7 +34,7 @@ def main():
             for i in range(12):
                 s.sendall(rec[i:i + 1])
                 time.sleep(0.02)
-            ot.check(ot.recv_exact(s, 12) == rec, "PING split byte by byte not echoed")
+            ot.check(ot.recv_exact(s, ot.RECORD_SIZE) == rec, "PING split byte by byte not echoed")
 
             # Two records split across a record boundary (5-byte pieces).
             two = ot.record(1, 2, ot.PING) + ot.record(3, 4, ot.PING)
@@ -60,7 +61,7 @@ def main():
             rec = ot.record(42, 43, ot.PING)
             s.sendall(rec)
             s.shutdown(socket.SHUT_WR)
-            ot.check(ot.recv_exact(s, 12) == rec, "PING with EOF not answered")
+            ot.check(ot.recv_exact(s, ot.RECORD_SIZE) == rec, "PING with EOF not answered")
             ot.check(s.recv(12) == b"", "the daemon did not close after EOF")
 
         # And the bindings made that way are enforced.

@@ -21,7 +21,8 @@ def main():
         d.send(ot.record(parent.pid, child.pid, ot.REGISTER))
         with d.client() as c:
             r = c.register(parent.pid, child.pid)
-            ot.check(r["error"] == 0 and r["reason"] == 2, f"re-REGISTER: {r}")
+            ot.check(r["error"] == 0 and r["reason"] == ot.Reason.ALREADY_BOUND,
+                     f"re-REGISTER: {r}")
             listed = [b for b in c.list() if (b["parent"], b["child"]) == (parent.pid, child.pid)]
             ot.check(len(listed) == 1, f"duplicate registration listed {len(listed)} times")
             b = listed[0]
@@ -52,7 +53,7 @@ def main():
         child2, child2_fd = it.sleeper("orph-child2")
         with d.client() as c:
             r = c.register(parent2.pid, child2.pid)
-            ot.check(r["error"] == 0 and r["reason"] == 0, f"REGISTER: {r}")
+            ot.check(r["error"] == 0 and r["reason"] == ot.Reason.OK, f"REGISTER: {r}")
         parent2.stdin.close()
         it.expect_dead(d, child2, child2_fd, "the second child", sig=signal.SIGTERM)
         line = it.wait_kill_line(d, child2.pid)

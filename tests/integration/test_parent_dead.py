@@ -27,7 +27,7 @@ def main():
         child2, child2_fd = it.sleeper("orph-child2")
         with d.client() as c:
             r = c.register(zombie.pid, child2.pid)
-            ot.check(r["error"] == 0 and r["reason"] == 1,
+            ot.check(r["error"] == 0 and r["reason"] == ot.Reason.PARENT_ALREADY_DEAD,
                      f"expected accepted with kParentAlreadyDead: {r}")
             it.expect_dead(d, child2, child2_fd, "the child of a zombie parent",
                            sig=signal.SIGTERM)

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 """Protected targets: pid 1 and orphand itself are refused as children and never signalled."""
 
+import errno
 import signal
 
 import itest as it
@@ -23,10 +24,10 @@ def main():
         with d.client() as c:
             for what, pid in targets.items():
                 r = c.register(parent.pid, pid)
-                ot.check(r["error"] == -1 and r["reason"] == 6,  # EPERM, kProtectedTarget
+                ot.check(r["error"] == -errno.EPERM and r["reason"] == ot.Reason.PROTECTED_TARGET,
                          f"REGISTER of {what} not refused as protected: {r}")
                 r = c.register(it.dead_pid(), pid)
-                ot.check(r["error"] == -1 and r["reason"] == 6,
+                ot.check(r["error"] == -errno.EPERM and r["reason"] == ot.Reason.PROTECTED_TARGET,
                          f"REGISTER of {what} to a dead parent not refused: {r}")
             ot.check(c.list() == [], "a refused binding is listed")
 

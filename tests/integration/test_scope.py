@@ -14,22 +14,23 @@ import os
 import re
 import select
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 
 import itest as it
+import orphand
 import orphtest as ot
 from test_journal import KILL_ID, FakeJournal, as_dict
 
-PROCESS, PGROUP, TREE, CGROUP = 0, 1, 2, 3
+PROCESS, PGROUP, TREE, CGROUP = ot.Scope
 SCOPE_NAMES = {PROCESS: "process", PGROUP: "pgroup", TREE: "tree", CGROUP: "cgroup"}
 NOUNS = {PGROUP: "process group", TREE: "tree", CGROUP: "cgroup"}
-# Reasons (include/orphand/orphand.h).
-OK, PARENT_ALREADY_DEAD, BAD_POLICY, SCOPE_REFUSED, SCOPE_UNSUPPORTED = 0, 1, 17, 21, 22
-FEATURE_CGROUP = 0x80
+R = ot.Reason
+OK, PARENT_ALREADY_DEAD, BAD_POLICY = R.OK, R.PARENT_ALREADY_DEAD, R.BAD_POLICY
+SCOPE_REFUSED, SCOPE_UNSUPPORTED = R.SCOPE_REFUSED, R.SCOPE_UNSUPPORTED
+FEATURE_CGROUP = orphand.FEATURE_CGROUP
 NOBODY = 65534  # the unprivileged registrant
 OTHER = 4242    # another user, neither root nor nobody
 PR_SET_CHILD_SUBREAPER = 36
@@ -105,32 +106,9 @@ BOMB = ('echo $$; [ "$1" -gt 0 ] || exec sleep 600; i=0; '
 
 # --- protocol --------------------------------------------------------------------------------
 
-class Client2(ot.Client):
-    """An acknowledged-mode connection at protocol version 2: LIST records carry the scope."""
-
-    def __init__(self, sock):  # not Client's: that says HELLO at version 1
-        self.sock = sock
-        self.seq = 0
-        sock.sendall(ot.record(ot.HELLO_MAGIC, 2, ot.HELLO))
-        r = ot.parse_reply(ot.recv_exact(sock, 32))
-        ot.check(r["error"] == 0 and r["count"] == 2, f"HELLO version 2: {r}")
-
-    def list(self):
-        r = self.call(0, 0, ot.LIST)
-        ot.check(r["error"] == 0, f"LIST failed: {r}")
-        out = []
-        for _ in range(r["count"]):
-            d = ot.recv_exact(self.sock, 80)
-            ppid, cpid, uid, _, sig, grace = struct.unpack("=IIIIiI", d[:24])
-            scope, *reserved = struct.unpack("=IIII", d[64:80])
-            out.append({"parent": ppid, "child": cpid, "uid": uid, "signal": sig,
-                        "grace_ms": grace, "scope": scope, "reserved": reserved,
-                        "child_comm": d[48:64].split(b"\0")[0].decode(errors="replace")})
-        return out
-
-
 def client2(d):
-    return Client2(d.connect())
+    """An acknowledged-mode connection at protocol version 2: LIST records carry the scope."""
+    return d.client(version=2)
 
 
 def register(c, parent, child, scope, sig=None, grace_ms=None):

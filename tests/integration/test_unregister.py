@@ -33,7 +33,8 @@ def main():
             time.sleep(0.1)
             ping = ot.record(0xDEADBEEF, 7, ot.PING)
             s.sendall(ping)
-            ot.check(ot.recv_exact(s, 12) == ping, "UNREGISTER of an unknown binding replied")
+            ot.check(ot.recv_exact(s, ot.RECORD_SIZE) == ping,
+                     "UNREGISTER of an unknown binding replied")
         ot.check(d.read_log() == log_before,
                  f"unknown UNREGISTER was logged:\n{d.read_log()[len(log_before):]}")
         ot.check(it.pairs(d) == {(parent.pid, kept.pid)}, f"LIST: {d.bindings()}")
@@ -49,7 +50,8 @@ def main():
         # Acknowledged mode says what happened.
         with d.client() as c:
             r = c.unregister(parent.pid, freed.pid)
-            ot.check(r["error"] == 0 and r["reason"] == 18, f"UNREGISTER unknown: {r}")
+            ot.check(r["error"] == 0 and r["reason"] == ot.Reason.NOT_BOUND,
+                     f"UNREGISTER unknown: {r}")
 
 
 if __name__ == "__main__":

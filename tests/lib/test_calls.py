@@ -11,22 +11,19 @@ import errno
 import os
 import signal
 import socket
-import struct
 import tempfile
 import threading
 
+import orphand
 import orphtest as ot
 
 LIB = os.environ["ORPHAND_LIB"]
 
-REASON = {"OK": 0, "PARENT_ALREADY_DEAD": 1, "ALREADY_BOUND": 2, "BAD_PID": 4,
-          "SAME_PROCESS": 5, "PROTECTED_TARGET": 6, "NO_SUCH_PROCESS": 7, "NOT_PIDFD": 9,
-          "BAD_POLICY": 17, "NOT_BOUND": 18, "SCOPE_REFUSED": 21, "SCOPE_UNSUPPORTED": 22,
-          "CLIENT": 0x100}
-FLAG_SIGNAL, FLAG_GRACE = 1, 2
-POLICY_SCOPE = 0x80000000  # the library's flag: `scope` is set
-SCOPES = {"process": 0, "pgroup": 1, "tree": 2, "cgroup": 3}
-PROTOCOL_VERSION = 2
+REASON = {r.name: r for r in orphand.Reason}
+FLAG_SIGNAL, FLAG_GRACE = orphand.FLAG_SIGNAL, orphand.FLAG_GRACE
+POLICY_SCOPE = orphand.POLICY_SCOPE  # the library's flag: `scope` is set
+SCOPES = {s.name.lower(): s for s in orphand.Scope}
+PROTOCOL_VERSION = orphand.PROTOCOL_VERSION
 
 
 class Policy(ctypes.Structure):
@@ -111,6 +108,11 @@ def load():
 
 
 L = load()
+# The ctypes views of liborphand's structs have the wire's sizes (test_python_wire.py checks
+# the module's layouts against the header).
+for _ct, _wire in ((BindingInfo, orphand.BindingInfo), (BindingInfo2, orphand.BindingInfo2),
+                   (StatusInfo, orphand.StatusInfo)):
+    assert ctypes.sizeof(_ct) == orphand.sizeof(_wire), _ct
 
 
 class Conn:
@@ -306,16 +308,16 @@ def check_scopes(c):
 
 
 def reply(seq, action, error=0, reason=0, count=0):
-    return struct.pack("=IIiII12x", seq, action, error, reason, count)
+    return orphand.Reply(seq, action, error, reason, count).pack()
 
 
 def info(i, scope=None):
     """The i-th fake binding, as a v1 record (scope None) or a v2 record."""
-    v1 = struct.pack("=IIIIiIQ16s16s", 1000 + i, 2000 + i, 7, 3000 + i, 1 + i % 64, 10 * i,
-                     123456789 + i, f"parent{i}".encode(), f"child{i}".encode())
+    v1 = orphand.BindingInfo(1000 + i, 2000 + i, 7, 3000 + i, 1 + i % 64, 10 * i, 123456789 + i,
+                             f"parent{i}", f"child{i}")
     if scope is None:
-        return v1
-    return v1 + struct.pack("=IIII", scope, 0xA0 + i, 0, 0)
+        return v1.pack()
+    return orphand.BindingInfo2(v1, scope, (0xA0 + i, 0, 0)).pack()
 
 
 class FakeDaemon:
@@ -336,15 +338,17 @@ class FakeDaemon:
         conn, _ = self.srv.accept()
         with conn:
             conn.settimeout(ot.TIMEOUT)
-            self.hello = struct.unpack("=III", ot.recv_exact(conn, 12))
+            self.hello = orphand.unpack(orphand.Record, ot.recv_exact(
+                conn, orphand.sizeof(orphand.Record)))
             conn.sendall(reply(0, ot.HELLO, count=self.version))
             while True:
-                data, fds, _, _ = socket.recv_fds(conn, 32, 4)
+                size = orphand.sizeof(orphand.Request)
+                data, fds, _, _ = socket.recv_fds(conn, size, orphand.MAX_FDS + 2)
                 for fd in fds:
                     os.close(fd)
-                if len(data) < 32:
+                if len(data) < size:
                     return
-                q = struct.unpack("=IIIIIiII", data)
+                q = orphand.unpack(orphand.Request, data)
                 self.requests.append((q, len(fds)))
                 if q[2] == ot.LIST:
                     conn.sendall(reply(q[3], q[2], count=len(self.records)) +
@@ -373,7 +377,8 @@ def check_wire(tmp):
             ot.check(e == 0 and out == want, f"v{version} orphand_list: {e} {out}")
             e, _, out = c.list2()
             got = [(b[:5], b[5], b[6]) for b in out]
-            expected = [(w, scopes[i] if version == 2 else 0, (0xA0 + i, 0, 0) if version == 2
+            expected = [(w, scopes[i] if version == 2 else SCOPES["process"],
+                         (0xA0 + i, 0, 0) if version == 2
                          else (0, 0, 0)) for i, w in enumerate(want)]
             ot.check(e == 0 and got == expected, f"v{version} orphand_list2: {e} {got}")
             # The library's flag is not sent; the scope is.
@@ -433,7 +438,8 @@ def check_pipeline(c):
 
 def main():
     check_socket_rule()
-    for r, text in ((0, "ok"), (7, "no such process"), (0x100, "failed in the client"),
+    for r, text in ((REASON["OK"], "ok"), (REASON["NO_SUCH_PROCESS"], "no such process"),
+                    (REASON["CLIENT"], "failed in the client"),
                     (12345, "unknown reason")):
         ot.check(L.orphand_reason_text(r).decode().startswith(text), f"reason text {r}")
 
@@ -520,7 +526,7 @@ def main():
 
             # Status.
             e, reason, s = c.status()
-            ot.check(e == 0 and reason == 0 and s.daemon_pid == d.pid and
+            ot.check(e == 0 and reason == REASON["OK"] and s.daemon_pid == d.pid and
                      s.version.decode() and s.kills >= 2, f"status: {e} {reason} {s.kills}")
 
         # The one-call bind, by the socket rule (ORPHAND_SOCKET).
@@ -528,7 +534,7 @@ def main():
         os.environ["ORPHAND_SOCKET"] = d.socket
         reason = ctypes.c_uint32(0xdead)
         e = L.orphand_bind_child(child.pid, ctypes.byref(reason))
-        ot.check((e, reason.value) == (0, 0), f"orphand_bind_child: {e} {reason.value}")
+        ot.check((e, reason.value) == (0, REASON["OK"]), f"orphand_bind_child: {e} {reason.value}")
         with Conn(None) as c:
             ot.check((os.getpid(), child.pid) in pairs(c), "orphand_bind_child not listed")
             expect(c.unbind(0, child.pid), 0, "OK", "unbind orphand_bind_child's binding")

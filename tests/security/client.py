@@ -63,19 +63,22 @@ import termios
 import threading
 import time
 
-from orphtest import recv_exact  # copied beside this script: sectest.shared_dir()
+import orphand  # copied beside this script: sectest.shared_dir()
+from orphand import recv_exact
 
-REGISTER, PING, HELLO, STATUS = 1, 3, 4, 6
 PIDFD_THREAD = os.O_EXCL  # pidfd_open(2): the pidfd names the thread, not its process
-HELLO_MAGIC = 0x4850524F
 INHERITED = set()
 KEEP = []   # sockets held open until the client exits
 STUCK = []  # bytes queued in each lingering socket made by the current operation
 
 
-def reply(data):
-    seq, action, error, reason, count = struct.unpack("=IIiII", data[:20])
-    return {"seq": seq, "action": action, "error": error, "reason": reason, "count": count}
+def reply(r):
+    """A Reply as the JSON object a test reads: seq, action, error, reason, count."""
+    return {k: v for k, v in r._asdict().items() if k != "reserved"}
+
+
+def read_reply(s):
+    return reply(orphand.unpack(orphand.Reply, recv_exact(s, orphand.sizeof(orphand.Reply))))
 
 
 def lingering_tcp(seconds):
@@ -148,7 +151,7 @@ def send_op(path, op):
         pos = 0
         if fds:
             s.sendall(data[:at])
-            socket.send_fds(s, [data[at:end]], fds)
+            orphand.send_message(s, data[at:end], fds)
             result["closes_returned"] = close_aside(fds)
             result["stuck"] = list(STUCK)
             pos = end
@@ -224,22 +227,20 @@ def open_fds(specs):
 
 def send(s, data, fds):
     """Sends data (with fds, which are then closed here unless inherited)."""
-    if fds:
-        socket.send_fds(s, [data], fds)
+    try:
+        orphand.send_message(s, data, fds)
+    finally:
         for fd in fds:
             if fd not in INHERITED:
                 os.close(fd)
-    else:
-        s.sendall(data)
 
 
 def connect(path, hello):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(path)
+    """A fresh connection; in acknowledged mode (version 1) if `hello`."""
+    s = orphand.open_socket(path, 10)
     if hello:
-        s.sendall(struct.pack("=III", HELLO_MAGIC, 1, HELLO))
-        recv_exact(s, 32)
+        s.sendall(orphand.hello(1))
+        recv_exact(s, orphand.sizeof(orphand.Reply))
     return s
 
 
@@ -256,29 +257,26 @@ def main():
                     v1 = connect(path, True)
                 seq += 1
                 parent, child, action = op["v1"]
-                data = struct.pack("=IIIIIiII", parent & 0xFFFFFFFF, child & 0xFFFFFFFF,
-                                   action & 0xFFFFFFFF, seq, op.get("flags", 0),
-                                   op.get("signal", 0), op.get("grace_ms", 0),
-                                   op.get("scope", 0))
+                data = orphand.Request(parent, child, action, seq, op.get("flags", 0),
+                                       op.get("signal", 0), op.get("grace_ms", 0),
+                                       op.get("scope", 0)).pack()
                 send(v1, data, open_fds(op.get("fds")))
-                out.append(reply(recv_exact(v1, 32)))
+                out.append(read_reply(v1))
             elif "status" in op:
                 if v1 is None:
                     v1 = connect(path, True)
                 seq += 1
-                v1.sendall(struct.pack("=IIIIIiII", 0, 0, STATUS, seq, 0, 0, 0, 0))
-                r = reply(recv_exact(v1, 32))
+                v1.sendall(orphand.Request(action=orphand.Action.STATUS, seq=seq).pack())
+                r = read_reply(v1)
                 if r["error"] == 0 and r["count"] == 1:
-                    d = recv_exact(v1, 80)
-                    keys = ("uptime_ms", "kills", "parents", "children", "bindings",
-                            "connections", "features", "daemon_pid")
-                    r["status"] = dict(zip(keys, struct.unpack("=QQIIIIII", d[16:56])))
+                    info = recv_exact(v1, orphand.sizeof(orphand.StatusInfo))
+                    r["status"] = orphand.unpack(orphand.StatusInfo, info)._asdict()
                 out.append(r)
             elif "legacy" in op:
                 parent, child, action = op["legacy"]
                 with connect(path, False) as s:
-                    send(s, struct.pack("=III", parent & 0xFFFFFFFF, child & 0xFFFFFFFF,
-                                        action & 0xFFFFFFFF), open_fds(op.get("fds")))
+                    send(s, orphand.Record(parent, child, action).pack(),
+                         open_fds(op.get("fds")))
                 out.append({"sent": True})
             elif "raw" in op:
                 with connect(path, op.get("hello", True)) as s:
@@ -286,8 +284,7 @@ def main():
                     if "read" in op:
                         out.append(recv_exact(s, op["read"]).hex())
                     else:
-                        out.append([reply(recv_exact(s, 32))
-                                    for _ in range(op.get("replies", 0))])
+                        out.append([read_reply(s) for _ in range(op.get("replies", 0))])
             elif "getpid" in op:
                 out.append(os.getpid())
             elif "open" in op:

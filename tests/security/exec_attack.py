@@ -10,15 +10,10 @@ done, sends REGISTER(PARENT, CHILD); it prints the reply as JSON.
 
 import json
 import os
-import socket
-import struct
 import sys
 import time
 
-from orphtest import recv_exact  # copied beside this script: sectest.shared_dir()
-
-REGISTER, HELLO = 1, 4
-HELLO_MAGIC = 0x4850524F
+import orphand  # copied beside this script: sectest.shared_dir()
 
 
 def euid_of(pid):
@@ -31,11 +26,7 @@ def euid_of(pid):
 
 def main():
     path, program, parent, child = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(10)
-    s.connect(path)
-    s.sendall(struct.pack("=III", HELLO_MAGIC, 1, HELLO))
-    recv_exact(s, 32)
+    conn = orphand.Connection(path, 10, version=1)
     connector = os.getpid()
     if os.fork() != 0:
         os.execv(program, [program, "600"])
@@ -45,9 +36,9 @@ def main():
             print(json.dumps({"exception": "the set-user-ID program did not run"}), flush=True)
             os._exit(1)
         time.sleep(0.01)
-    s.sendall(struct.pack("=IIIIIiII", parent, child, REGISTER, 1, 0, 0, 0, 0))
-    _, _, error, reason, _ = struct.unpack("=IIiII", recv_exact(s, 32)[:20])
-    print(json.dumps({"error": error, "reason": reason, "connector": connector}), flush=True)
+    conn.send_request(orphand.Action.REGISTER, parent, child)
+    r = conn.recv_reply()
+    print(json.dumps({"error": r.error, "reason": r.reason, "connector": connector}), flush=True)
     os._exit(0)
 
 

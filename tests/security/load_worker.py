@@ -12,21 +12,19 @@ ended by this worker. Prints one JSON summary line.
 """
 
 import ctypes
+import errno
 import json
 import os
 import resource
 import select
 import signal
-import socket
-import struct
 import sys
 import time
 
-from orphtest import recv_exact  # copied beside this script: sectest.shared_dir()
+import orphand  # copied beside this script: sectest.shared_dir()
 
 BLOCK, KIDS = 10, 10
-REGISTER, HELLO = 1, 4
-HELLO_MAGIC = 0x4850524F
+OK = orphand.Reason.OK
 PR_SET_PDEATHSIG = 1
 TIMEOUT = 60.0
 libc = ctypes.CDLL(None, use_errno=True)
@@ -58,12 +56,10 @@ def wait_dead(fds, timeout):
 
 
 class Conn:
+    """An acknowledged-mode connection whose requests go out in batches, in one send each."""
+
     def __init__(self, path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(TIMEOUT)
-        self.sock.connect(path)
-        self.sock.sendall(struct.pack("=III", HELLO_MAGIC, 1, HELLO))
-        recv_exact(self.sock, 32)
+        self.conn = orphand.Connection(path, TIMEOUT, version=1)
         self.seq = 0
         self.sent = 0
 
@@ -71,15 +67,15 @@ class Conn:
         data = b""
         for kid in kids:
             self.seq += 1
-            data += struct.pack("=IIIIIiII", parent, kid, REGISTER, self.seq, 0, 0, 0, 0)
-        self.sock.sendall(data)
+            data += orphand.Request(parent, kid, orphand.Action.REGISTER, self.seq).pack()
+        self.conn.send(data)
         self.sent = len(kids)
 
     def replies(self):
         out = []
         for _ in range(self.sent):
-            _, _, error, reason, _ = struct.unpack("=IIiII", recv_exact(self.sock, 32)[:20])
-            out.append((error, reason))
+            r = self.conn.recv_reply()
+            out.append((r.error, r.reason))
         self.sent = 0
         return out
 
@@ -105,7 +101,7 @@ def main():
             members[0].send_registers(parents[0][0], [k for k, _ in kids])
         for members, parents, kids, dying in blocks:
             for err, reason in members[0].replies():
-                if err != 0 or reason != 0:
+                if err != 0 or reason != OK:
                     stats["errors"].append(f"round {rnd}: first binding refused: {err} {reason}")
                 stats["registered"] += 1
             if dying:
@@ -117,9 +113,9 @@ def main():
         for members, parents, kids, dying in blocks:
             for conn in members[1:]:
                 for err, reason in conn.replies():
-                    if err == 0 and reason == 0:
+                    if err == 0 and reason == OK:
                         stats["registered"] += 1
-                    elif dying and err == -3:  # the child was already killed
+                    elif dying and err == -errno.ESRCH:  # the child was already killed
                         stats["refused_gone"] += 1
                     else:
                         stats["errors"].append(f"round {rnd}: refused: {err} {reason}")
@@ -147,7 +143,7 @@ def main():
                 os.waitpid(pid, 0)
                 os.close(fd)
     for c in conns:
-        c.sock.close()
+        c.conn.close()
     stats["errors"] = stats["errors"][:20]
     print(json.dumps(stats), flush=True)
 

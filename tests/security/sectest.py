@@ -8,14 +8,16 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
+import orphand
 import orphtest as ot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# What other users run: these helper scripts and the orphtest module they import.
+# What other users run: these helper scripts and the orphtest and orphand modules they import.
 SHARED_FILES = [os.path.join(HERE, name)
                 for name in ("client.py", "exec_attack.py", "load_worker.py", "uidflip.py")]
-SHARED_FILES.append(os.path.abspath(ot.__file__))
+SHARED_FILES += [os.path.abspath(ot.__file__), os.path.abspath(orphand.__file__)]
 
 # The system interpreter: another user may not be able to reach one under root's home.
 PYTHON = "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else sys.executable
@@ -55,21 +57,17 @@ def script(name, *args):
 NOBODY = 65534
 OTHER = 4242  # "another user": any uid that is neither root nor nobody
 
-# Reasons (protocol.hpp).
-OK, PARENT_ALREADY_DEAD, ALREADY_BOUND, UNKNOWN_ACTION, BAD_PID, SAME_PROCESS = 0, 1, 2, 3, 4, 5
-PROTECTED_TARGET, NO_SUCH_PROCESS, NOT_PERMITTED, NOT_PIDFD, PIDFD_MISMATCH = 6, 7, 8, 9, 10
-TOO_MANY_FDS, FOREIGN_PIDNS, LIMIT_USER, LIMIT_PARENT, LIMIT_CONNECTIONS = 11, 12, 13, 14, 15
-BAD_POLICY, NOT_BOUND = 17, 18
-NOT_A_PROCESS = 20
-
-REASON_NAMES = {v: k for k, v in dict(
-    OK=OK, PARENT_ALREADY_DEAD=PARENT_ALREADY_DEAD, ALREADY_BOUND=ALREADY_BOUND,
-    UNKNOWN_ACTION=UNKNOWN_ACTION, BAD_PID=BAD_PID, SAME_PROCESS=SAME_PROCESS,
-    PROTECTED_TARGET=PROTECTED_TARGET, NO_SUCH_PROCESS=NO_SUCH_PROCESS,
-    NOT_PERMITTED=NOT_PERMITTED, NOT_PIDFD=NOT_PIDFD, PIDFD_MISMATCH=PIDFD_MISMATCH,
-    TOO_MANY_FDS=TOO_MANY_FDS, FOREIGN_PIDNS=FOREIGN_PIDNS, LIMIT_USER=LIMIT_USER,
-    LIMIT_PARENT=LIMIT_PARENT, LIMIT_CONNECTIONS=LIMIT_CONNECTIONS, BAD_POLICY=BAD_POLICY,
-    NOT_BOUND=NOT_BOUND, NOT_A_PROCESS=NOT_A_PROCESS).items()}
+# Reasons (orphand.Reason), by the names the security tests use.
+R = orphand.Reason
+OK, PARENT_ALREADY_DEAD, ALREADY_BOUND, UNKNOWN_ACTION = (
+    R.OK, R.PARENT_ALREADY_DEAD, R.ALREADY_BOUND, R.UNKNOWN_ACTION)
+BAD_PID, SAME_PROCESS, PROTECTED_TARGET = R.BAD_PID, R.SAME_PROCESS, R.PROTECTED_TARGET
+NO_SUCH_PROCESS, NOT_PERMITTED, NOT_PIDFD = R.NO_SUCH_PROCESS, R.NOT_PERMITTED, R.NOT_PIDFD
+PIDFD_MISMATCH, TOO_MANY_FDS, FOREIGN_PIDNS = (
+    R.PIDFD_MISMATCH, R.TOO_MANY_FDS, R.FOREIGN_PID_NAMESPACE)
+LIMIT_USER, LIMIT_PARENT, LIMIT_CONNECTIONS = R.LIMIT_USER, R.LIMIT_PARENT, R.LIMIT_CONNECTIONS
+BAD_POLICY, NOT_BOUND, NOT_A_PROCESS = R.BAD_POLICY, R.NOT_BOUND, R.NOT_A_PROCESS
+REASON_NAMES = {int(r): r.name for r in R}
 
 
 def as_user(uid, argv):
@@ -85,8 +83,26 @@ def daemon(*args):
 
 
 def user_sleeper(uid):
-    """A sleep(1) owned by uid; returns (Popen, pidfd)."""
-    return ot.spawn(as_user(uid, ["sleep", "600"]))
+    """A sleep(1) owned by uid; returns (Popen, pidfd) once it runs sleep as uid (until setpriv
+    has taken the uid the process is root's, which another user may not signal)."""
+    p, pidfd = ot.spawn(as_user(uid, ["sleep", "600"]))
+    deadline = time.monotonic() + ot.TIMEOUT
+    while (ot.proc_state(p.pid) is not None and not ot.pidfd_dead(pidfd) and
+           time.monotonic() < deadline and runs_as(p.pid) != ("sleep", uid)):
+        time.sleep(0.001)
+    return p, pidfd
+
+
+def runs_as(pid):
+    """(command name, real uid) of a process, or None."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            comm = f.read().strip()
+        with open(f"/proc/{pid}/status") as f:
+            uid = next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    except (OSError, StopIteration):
+        return None
+    return comm, uid
 
 
 def hostile(d, ops, uid=NOBODY, wrap=(), pass_fds=()):
@@ -105,10 +121,11 @@ def expect(result, error, reason, what):
     ot.check(isinstance(result, dict) and "reason" in result,
              f"{what}: no reply ({result})")
     got = (result["error"], result["reason"])
+    name = orphand.reason_name
     ot.check(got == (error, reason),
-             f"{what}: expected error {error} reason {REASON_NAMES.get(reason, reason)}, got "
-             f"error {result['error']} reason {REASON_NAMES.get(result['reason'], result['reason'])}")
-    print(f"  {what}: error {result['error']}, {REASON_NAMES.get(reason, reason)}")
+             f"{what}: expected error {error} reason {name(reason)}, got "
+             f"error {result['error']} reason {name(result['reason'])}")
+    print(f"  {what}: error {result['error']}, {name(reason)}")
 
 
 def alive(pidfd):

@@ -140,7 +140,7 @@ def ping_latency(d, timeout=BOUND):
             s.connect(d.socket)
             rec = ot.record(0x11223344, 0x55667788, ot.PING)
             s.sendall(rec)
-            if ot.recv_exact(s, 12) != rec:
+            if ot.recv_exact(s, ot.RECORD_SIZE) != rec:
                 return None
     except (OSError, ConnectionError):
         return None

@@ -24,6 +24,7 @@ import sys
 import time
 import traceback
 
+import orphand
 import orphtest as ot
 import sectest as st
 from sectest import NOBODY, NOT_A_PROCESS, NOT_BOUND, OK, OTHER
@@ -222,7 +223,7 @@ def glued_registers(d, cl, parent, child1, child2, how):
             try:
                 d.wait_until(lambda: ot.proc_state(d.pid) == "T", "the daemon to stop")
                 cl.sock.sendall(first)
-                socket.send_fds(cl.sock, [second], [c2fd])
+                orphand.send_message(cl.sock, second, [c2fd])
             finally:
                 signal.pidfd_send_signal(d.pidfd, signal.SIGCONT)
         else:
@@ -241,14 +242,14 @@ def glued_registers(d, cl, parent, child1, child2, how):
                 cl.sock.sendall(b"".join(block))
                 pings += len(block)
             cl.sock.sendall(first)
-            socket.send_fds(cl.sock, [second], [c2fd])
+            orphand.send_message(cl.sock, second, [c2fd])
             data = ot.recv_exact(cl.sock, 32 * pings)
             bad = [r for r in (ot.parse_reply(data[i:i + 32]) for i in range(0, len(data), 32))
                    if r["action"] != ot.PING or r["error"] != 0]
             ot.check(not bad, f"PING replies wrong: {bad[:3]}")
     finally:
         os.close(c2fd)
-    return [ot.parse_reply(ot.recv_exact(cl.sock, 32)) for _ in range(2)]
+    return [ot.recv_reply(cl.sock) for _ in range(2)]
 
 
 def f6_fds_stay_with_their_message():

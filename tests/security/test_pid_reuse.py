@@ -92,9 +92,10 @@ def case_b(d, stopped, register_during):
         k.wait()
     ot.check(not ot.pidfd_dead(newcomer_fd), "the newcomer on the parent's pid was killed")
     if pending:
-        r = ot.parse_reply(ot.recv_exact(pending.sock, 32))
+        r = ot.recv_reply(pending.sock)
         pending.sock.close()
-        ot.check(r["error"] == 0 and r["reason"] == 0, f"registration on the reused pid: {r}")
+        ot.check(r["error"] == 0 and r["reason"] == ot.Reason.OK,
+                 f"registration on the reused pid: {r}")
     bindings = {(b["parent"], b["child"]) for b in d.bindings()}
     want = {(old, extra.pid)} if register_during else set()
     ot.check(bindings == want, f"bindings after the reuse: {bindings}, expected {want}")

@@ -16,19 +16,21 @@ import errno
 import os
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
+import orphand
 import orphtest as ot
 import shimtest as st
 
-SCOPES = {"process": 0, "pgroup": 1, "tree": 2, "cgroup": 3}
-VERSION = 2  # the protocol version the shim asks for
-BAD_POLICY, NOT_PERMITTED, SCOPE_REFUSED = 17, 8, 21
+SCOPES = {s.name.lower(): s for s in orphand.Scope}
+VERSION = orphand.PROTOCOL_VERSION  # the protocol version the shim asks for
+BAD_POLICY, NOT_PERMITTED = orphand.Reason.BAD_POLICY, orphand.Reason.NOT_PERMITTED
+SCOPE_REFUSED = orphand.Reason.SCOPE_REFUSED
+RECORD_SIZE, REQUEST_SIZE = orphand.sizeof(orphand.Record), orphand.sizeof(orphand.Request)
 
 
 def pidfd_pid(fd):
@@ -41,7 +43,7 @@ def pidfd_pid(fd):
 
 
 def reply(seq, action, error=0, reason=0, count=0):
-    return struct.pack("=IIiII12x", seq, action, error, reason, count)
+    return orphand.Reply(seq, action, error, reason, count).pack()
 
 
 class FakeDaemon:
@@ -54,7 +56,7 @@ class FakeDaemon:
     def __init__(self, tmp, name, version=VERSION, answer=None, mute=False):
         self.socket = os.path.join(tmp, f"{name}.sock")
         self.version, self.mute = version, mute
-        self.answer = answer or (lambda q: (0, 0))
+        self.answer = answer or (lambda q: (0, orphand.REASON_OK))
         self.conns = []
         self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.srv.bind(self.socket)
@@ -95,22 +97,22 @@ class FakeDaemon:
 
     def serve(self, conn):
         seen = {"hello": None, "legacy": [], "requests": []}
-        size = 12
+        size = RECORD_SIZE
         while True:
             m = self.read_message(conn, size)
             if m is None:
                 return seen
             data, pids = m
-            if size == 12:
-                rec = struct.unpack("=III", data)
+            if size == RECORD_SIZE:
+                rec = orphand.unpack(orphand.Record, data)
                 if rec[0] == ot.HELLO_MAGIC and rec[2] == ot.HELLO and seen["hello"] is None:
                     seen["hello"] = (rec, pids)
                     self.send(conn, reply(0, ot.HELLO, count=self.version))
-                    size = 32
+                    size = REQUEST_SIZE
                 else:
                     seen["legacy"].append((rec, pids))
                 continue
-            q = struct.unpack("=IIIIIiII", data)
+            q = orphand.unpack(orphand.Request, data)
             seen["requests"].append((q, pids))
             e, reason = self.answer(q)
             self.send(conn, reply(q[3], q[2], e, reason))
@@ -182,7 +184,8 @@ def check_fakes(spawner, tmp):
     ok.close()
 
     def refuse_scope(error, reason):
-        return lambda q: (error, reason) if q[7] != 0 else (0, 0)
+        return lambda q: ((error, reason) if q.scope != orphand.SCOPE_PROCESS
+                          else (0, orphand.REASON_OK))
 
     # A refused scope falls back to scope process on the same connection, and says so.
     for fake, scope, text in (
