@@ -254,7 +254,7 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         Process *child = intern(std::move(child_fd), &v, false);
         if (!child)
             return v;
-        auto dead = std::make_shared<DeadParent>();
+        auto dead = std::make_shared<DeadParent>(&dead_parents_);
         dead->pid = parent_fd.pid();
         kill(child, policy, who, monotonic_ns(),
              restored_parent_comm ? Notice::AtRestore : Notice::AtRegistration, dead, &cgroup);
@@ -492,7 +492,7 @@ void Registry::signal_children(Process *p) {
     for (Binding *b = p->children; scopes && b; b = b->next_child, ++i)
         if (b->policy.scope != proto::kScopeProcess)
             sent_[i] = send(b->child, b->policy, b->registrant, death_ns, cgroup_of(b));
-    auto dead = std::make_shared<DeadParent>();
+    auto dead = std::make_shared<DeadParent>(&dead_parents_);
     dead->pid = p->pid();
     dead->comm = p->comm;
     i = 0;
@@ -537,6 +537,8 @@ Registry::Sent Registry::send(Process *child, const Policy &policy, const Regist
     // reaped takes the signal as a no-op (its own exit event then retires it and cancels any
     // escalation): asking first would cost every kill a system call.
     Sent s;
+    if (child->exit_seen)
+        return s; // exited, its binding ending: no kill, of it or of its scope
     if (policy.scope != proto::kScopeProcess) {
         // Every process the scope reaches is checked by the rule the child is, as it is
         // signalled (scope.hpp). Searching for them takes longer than a signal: it is done
@@ -546,8 +548,6 @@ Registry::Sent Registry::send(Process *child, const Policy &policy, const Regist
         s.cgroup = cgroup;
         return s;
     }
-    if (child->exit_seen)
-        return s; // exited: the signal would be a no-op, and no kill to report
     if (!who.privileged) {
         // Checked again now: the child may have changed its credentials since registration.
         auto creds = child->pidfd.creds();
@@ -751,7 +751,7 @@ void Registry::after_kills() {
 uint64_t Registry::describe_due_ns() const {
     if (notes_.empty())
         return 0;
-    if (notes_.size() >= kMaxWaitingNotes)
+    if (notes_.size() >= kMaxWaitingNotes || dead_parents_ >= kMaxDeadParents)
         return 1;
     return std::min(notes_.back().noted_ns + kDescribeAfterNs,
                     notes_.front().noted_ns + kDescribeWithinNs);

@@ -189,6 +189,10 @@ class Registry {
     static constexpr uint64_t kDescribeAfterNs = 50'000'000;
     static constexpr uint64_t kDescribeWithinNs = 1'000'000'000;
     static constexpr size_t kMaxWaitingNotes = 4096;
+    // Dead parents whose kills wait to be described, each holding its pidfd (for its exit
+    // status): beyond this many, descriptions are due at once, so that a stream of deaths
+    // cannot hold more fds than the reserve.
+    static constexpr size_t kMaxDeadParents = 64;
     uint64_t describe_due_ns() const;
     // Re-arms an escalation restored at start-up: SIGKILL for `child` at `deadline_ns` unless
     // it has exited by then.
@@ -248,6 +252,11 @@ class Registry {
 
     // A dead parent, as its kills' descriptions need it: the pidfd gives its exit status.
     struct DeadParent {
+        explicit DeadParent(size_t *count) : count_(count) { ++*count_; }
+        ~DeadParent() { --*count_; }
+        DeadParent(const DeadParent &) = delete;
+        DeadParent &operator=(const DeadParent &) = delete;
+        size_t *count_; // Registry::dead_parents_
         pid_t pid = 0;
         PidFd pidfd; // empty while the parent is still in the registry, or if never open
         std::array<char, proto::kCommLen> comm{};
@@ -346,6 +355,9 @@ class Registry {
     UniqueFd timer_fd_;
     Source *timer_source_;
     Limits limits_;
+    // DeadParent objects alive (kMaxDeadParents); before the members that hold them, which
+    // are destroyed first.
+    size_t dead_parents_ = 0;
     UniqueFd child_set_; // epoll instance: processes watched only as children
     Source child_set_source_{Source::Kind::Children};
     uint64_t child_set_due_ns_ = 0; // when child_set_ is armed in the loop again; 0: it is armed

@@ -365,6 +365,58 @@ TEST_CASE("a child whose exit waits to be retired is not signalled when its pare
     CHECK(f.registry->stats().kills == 1);
 }
 
+TEST_CASE("a group-scope child whose exit waits to be retired takes no member with it") {
+    Fixture f;
+    Child parent, first;
+    // The child leads a process group of its own, with a member that outlives it.
+    int pipefd[2];
+    REQUIRE(::pipe2(pipefd, O_CLOEXEC) == 0);
+    pid_t leader = test::fork_child();
+    REQUIRE(leader >= 0);
+    if (leader == 0) {
+        ::setpgid(0, 0);
+        pid_t member = test::fork_child();
+        if (member == 0)
+            for (;;)
+                ::pause();
+        (void)!::write(pipefd[1], &member, sizeof(member));
+        for (;;)
+            ::pause();
+    }
+    ::close(pipefd[1]);
+    pid_t member = 0;
+    REQUIRE(::read(pipefd[0], &member, sizeof(member)) == sizeof(member));
+    ::close(pipefd[0]);
+    UniqueFd leader_fd(sys_pidfd_open(leader, 0)), member_fd(sys_pidfd_open(member, 0));
+    REQUIRE(leader_fd);
+    REQUIRE(member_fd);
+    auto exited = [](const UniqueFd &fd, int timeout_ms) {
+        struct pollfd p = {fd.get(), POLLIN, 0};
+        return ::poll(&p, 1, timeout_ms) > 0;
+    };
+    Policy group{SIGKILL, proto::kGraceNever, proto::kScopePgroup};
+    REQUIRE(f.registry->add(parent.handle(), first.handle(), f.policy, f.root).error == 0);
+    REQUIRE(
+        f.registry
+            ->add(parent.handle(), PidFd(leader, UniqueFd(::dup(leader_fd.get()))), group, f.root)
+            .error == 0);
+    // The child set reports the first exit, then waits kRetireAfterNs.
+    first.kill();
+    REQUIRE(first.dead(5000));
+    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 1; }));
+    // The leader exits (a zombie: not reaped), then the parent dies, before any turn.
+    sys_pidfd_send_signal(leader_fd.get(), SIGKILL);
+    REQUIRE(exited(leader_fd, 5000));
+    parent.kill();
+    REQUIRE(parent.dead(5000));
+    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 0; }));
+    f.pump(100);
+    CHECK_FALSE(exited(member_fd, 0));
+    CHECK(f.registry->stats().kills == 0);
+    sys_pidfd_send_signal(member_fd.get(), SIGKILL);
+    ::waitpid(leader, nullptr, 0);
+}
+
 TEST_CASE("an exited child is retired when asked, without a loop turn (LIST, STATUS)") {
     Fixture f;
     Child parent, child;
@@ -395,4 +447,33 @@ TEST_CASE("a child that becomes a parent is watched as one: its death is acted o
     CHECK(std::find(kinds.begin(), kinds.end(), Source::Kind::Process) != kinds.end());
     CHECK(c.dead(5000));
     CHECK_FALSE(a.dead());
+}
+
+TEST_CASE("kills wait to be described while their children die, unless many parents wait") {
+    // Each dead parent waiting for its kills' descriptions holds its pidfd: beyond
+    // kMaxDeadParents they are due at once, so a stream of deaths holds a bounded number.
+    for (size_t n : {size_t{4}, Registry::kMaxDeadParents + 4}) {
+        CAPTURE(n);
+        Fixture f;
+        std::vector<std::unique_ptr<Child>> parents, children;
+        for (size_t i = 0; i < n; ++i) {
+            parents.push_back(std::make_unique<Child>());
+            children.push_back(std::make_unique<Child>());
+            REQUIRE(f.registry
+                        ->add(parents.back()->handle(), children.back()->handle(), f.policy, f.root)
+                        .error == 0);
+        }
+        uint64_t t0 = monotonic_ns();
+        for (auto &p : parents)
+            p->kill();
+        CHECK(f.pump_until([&] { return f.registry->stats().kills == n; }));
+        uint64_t due = f.registry->describe_due_ns();
+        REQUIRE(due != 0);
+        if (n > Registry::kMaxDeadParents)
+            CHECK(due < t0); // at once
+        else
+            CHECK(due >= t0 + Registry::kDescribeAfterNs); // after the last kill
+        f.registry->describe(SIZE_MAX);
+        CHECK(f.registry->describe_due_ns() == 0);
+    }
 }
