@@ -29,6 +29,31 @@ DEBS_IN = "/opt/orphand-debs"  # the built packages, read-only inside the contai
 PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SOCKET = "/run/orphand/orphand.sock"
 LIBRARY_PACKAGES = ("liborphand0", "liborphand-dev")
+PYTHON_PACKAGE = "python3-orphand"
+
+# Run by the system's python3 in the container: binds a `sleep` to a parent with the installed
+# module's bind_popen(), SIGKILLs the parent, and says whether the child died with it.
+PYTHON_CHECK = r"""
+import os, select, signal, subprocess, sys
+import orphand
+r, w = os.pipe()
+parent = os.fork()
+if parent == 0:
+    os.close(r)
+    child = subprocess.Popen(["sleep", "1000"])
+    orphand.bind_popen(child)
+    os.write(w, f"{child.pid}\n".encode())
+    signal.pause()
+os.close(w)
+child = int(os.read(r, 64))
+cfd = os.pidfd_open(child)
+os.kill(parent, signal.SIGKILL)
+os.waitpid(parent, 0)
+dead = bool(select.select([cfd], [], [], 10)[0])
+if not dead:
+    signal.pidfd_send_signal(cfd, signal.SIGKILL)
+print(orphand.__file__, "killed" if dead else "alive")
+"""
 BUILD_TIMEOUT = 1200
 APT_TIMEOUT = 300
 # Where the container looks for anything of orphand's left behind (/usr/local is hidden).
@@ -113,6 +138,7 @@ def build_package(work):
     deb = os.path.join(work, f"orphand_{version}_{arch}.deb")
     changes = os.path.join(work, f"orphand_{version}_{arch}.changes")
     libs = [os.path.join(work, f"{p}_{version}_{arch}.deb") for p in LIBRARY_PACKAGES]
+    libs.append(os.path.join(work, f"{PYTHON_PACKAGE}_{version}_all.deb"))
     check(all(os.path.exists(f) for f in [deb, changes, *libs]),
           f"no {os.path.basename(deb)}, library packages and .changes: "
           f"{sorted(os.listdir(work))}")
@@ -200,7 +226,7 @@ def package_paths(deb):
 def step_clean_slate(c, debs):
     """Nothing of orphand's is visible before the install: not the host's, not a meson one.
     Returns the package's paths that exist already, and the paths named after orphand."""
-    for pkg in ("orphand", *LIBRARY_PACKAGES):
+    for pkg in ("orphand", *LIBRARY_PACKAGES, PYTHON_PACKAGE):
         r = c.run("dpkg-query", "-W", "-f=${Status}", pkg, check=False)
         if "installed" in r.stdout.split():
             # The host has the package: remove it in the container only (the overlay's upper
@@ -218,8 +244,10 @@ def step_clean_slate(c, debs):
     return {p for deb in debs for p in package_paths(deb) if exists(c, p)}, leftovers(c)
 
 
-def step_install(c, deb):
-    _, took = apt(c, "install", f"{DEBS_IN}/{os.path.basename(deb)}")
+def step_install(c, deb, runtime):
+    # orphanctl links liborphand: the two go in together, as apt would take both from an archive.
+    _, took = apt(c, "install", f"{DEBS_IN}/{os.path.basename(deb)}",
+                  f"{DEBS_IN}/{os.path.basename(runtime)}")
     timings["apt-get install"] = took
     files = [os.path.normpath(f) for f in c.run("dpkg", "-L", "orphand").stdout.split()]
     multiarch = c.run("dpkg-architecture", "-qDEB_HOST_MULTIARCH", check=False).stdout.strip()
@@ -264,11 +292,17 @@ def step_install(c, deb):
 
 def step_library(c, libs):
     """liborphand0 and liborphand-dev: orphand(3)'s example, taken from the installed page,
-    builds with pkg-config alone, and the child it binds dies with it. The packages' paths."""
+    builds with pkg-config alone, and the child it binds dies with it; python3-orphand: the
+    system's python3 imports the module and its bound child dies too. The packages' paths."""
     _, took = apt(c, "install", *(f"{DEBS_IN}/{os.path.basename(f)}" for f in libs))
     timings["apt-get install (library)"] = took
-    files = [os.path.normpath(f) for pkg in LIBRARY_PACKAGES
+    files = [os.path.normpath(f) for pkg in (*LIBRARY_PACKAGES, PYTHON_PACKAGE)
              for f in c.run("dpkg", "-L", pkg).stdout.split()]
+    out = c.run("/usr/bin/python3", "-c", PYTHON_CHECK).stdout.split()
+    check(out[-1:] == ["killed"] and out[0].startswith("/usr/lib/python3/dist-packages/"),
+          f"python3-orphand: {out}")
+    print(f"python3-orphand: the system's python3 imports {out[0]}; the child it bound died "
+          f"with its parent")
     with gzip.open(f"/proc/{c.init}/root/usr/share/man/man3/orphand.3.gz", "rt") as f:
         source = example_source(f.read())
     with open(f"/proc/{c.init}/root/run/orphtest-example.c", "w") as f:
@@ -357,12 +391,12 @@ def step_upgrade(c, deb, version):
 
 def step_purge(c, files, existing, named):
     pid = main_pid(c)
-    _, took = apt(c, "purge", "orphand", *LIBRARY_PACKAGES)
+    _, took = apt(c, "purge", "orphand", *LIBRARY_PACKAGES, PYTHON_PACKAGE)
     timings["apt-get purge"] = took
     status = c.run("dpkg-query", "-W", "-f=${Status}", "orphand", check=False).stdout
     check("installed" not in status.split() and "config-files" not in status.split(),
           f"orphand is still known to dpkg: {status!r}")
-    for pkg in LIBRARY_PACKAGES:
+    for pkg in (*LIBRARY_PACKAGES, PYTHON_PACKAGE):
         status = c.run("dpkg-query", "-W", "-f=${Status}", pkg, check=False).stdout
         check("installed" not in status.split(), f"{pkg} is still installed: {status!r}")
     check(not c.alive(pid), f"orphand (pid {pid}) outlived the purge")
@@ -424,7 +458,7 @@ def main():
         container.start()
         timings["boot"] = container.boot_seconds
         existing, named = step_clean_slate(container, [deb, *libs])
-        files, shim = step_install(container, deb)
+        files, shim = step_install(container, deb, libs[0])
         files += step_library(container, libs)
         step_shim_service(container, shim)
         step_upgrade(container, upgrade, upgrade_version)
