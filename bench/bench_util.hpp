@@ -478,19 +478,17 @@ inline long proc_file_field(const char *path, const char *key) {
     return value;
 }
 
-// CPU time a process has run so far, in nanoseconds (the first field of /proc/PID/schedstat).
+// CPU time a whole process has run so far, every thread (those that have ended included), in
+// nanoseconds: its CPU-time clock. (/proc/PID/schedstat would count the main thread only, and
+// the daemon closes fds and signals scopes on threads that end once they are idle.)
 inline uint64_t cpu_ns(pid_t pid) {
-    char path[64];
-    std::snprintf(path, sizeof(path), "/proc/%d/schedstat", pid);
-    FILE *f = std::fopen(path, "re");
-    if (!f)
-        die("%s: %s", path, std::strerror(errno));
-    unsigned long long ns = 0;
-    int n = std::fscanf(f, "%llu", &ns);
-    std::fclose(f);
-    if (n != 1)
-        die("%s: unreadable", path);
-    return ns;
+    clockid_t clock;
+    if (int err = ::clock_getcpuclockid(pid, &clock); err != 0)
+        die("clock_getcpuclockid (pid %d): %s", pid, std::strerror(err));
+    struct timespec ts {};
+    if (::clock_gettime(clock, &ts) < 0)
+        die("clock_gettime (CPU clock of pid %d): %s", pid, std::strerror(errno));
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
 }
 
 // A field of /proc/PID/status ("VmRSS:", "voluntary_ctxt_switches:"), in its own unit.

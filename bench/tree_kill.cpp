@@ -121,19 +121,6 @@ std::string host_processes() {
                ::access(children.c_str(), R_OK) == 0 ? "present" : "absent");
 }
 
-// CPU time of a whole process, every thread (those that have ended included), in nanoseconds:
-// its CPU-time clock. (/proc/PID/schedstat counts the main thread only, and the daemon signals
-// scopes on a worker thread that ends once it is idle.)
-uint64_t process_cpu_ns(pid_t pid) {
-    clockid_t clock;
-    if (int err = ::clock_getcpuclockid(pid, &clock); err != 0)
-        die("clock_getcpuclockid (pid %d): %s", pid, std::strerror(err));
-    struct timespec ts {};
-    if (::clock_gettime(clock, &ts) < 0)
-        die("clock_gettime (CPU clock of pid %d): %s", pid, std::strerror(errno));
-    return static_cast<uint64_t>(ts.tv_sec) * 1000000000u + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 // Writes `text` to a cgroup control file; 0 or -errno.
 int write_file(const std::string &path, const std::string &text) {
     Fd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
@@ -290,7 +277,7 @@ class Tree {
             trigger();
             returned = now_ns();
         });
-        uint64_t cpu0 = process_cpu_ns(daemon);
+        uint64_t cpu0 = cpu_ns(daemon);
         uint64_t deadline = now_ns() + static_cast<uint64_t>(timeout_ms) * 1000000u;
         go.store(1);
         go.notify_one();
@@ -315,7 +302,7 @@ class Tree {
             last_ns = t;
         }
         Outcome o;
-        o.daemon_cpu_ms = static_cast<double>(process_cpu_ns(daemon) - cpu0) / 1e6;
+        o.daemon_cpu_ms = static_cast<double>(cpu_ns(daemon) - cpu0) / 1e6;
         killer.join();
         auto ms = [&t0](uint64_t t) { return static_cast<double>(t - t0) / 1e6; };
         o.left = n - dead;

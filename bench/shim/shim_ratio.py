@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Cost of orphand-forkwait.so: fork+exec+wait of /bin/true with the shim (daemon running, so
-every fork registers) against the same loop without it, interleaved; prints the median ratio
-as a markdown table row.
+every fork registers) against the same loop without it and with an empty preloaded library,
+interleaved; and the daemon's CPU and wakeups per registration. Prints the Performance table's
+rows (section 3).
 
 Usage: shim_ratio.py --loop FORK_EXEC_TRUE [--samples N] [--iterations M]
 """
@@ -11,8 +12,10 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests"))
+_top = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+sys.path[:0] = [os.path.join(_top, "tests"), os.path.join(_top, "python")]
 import orphtest as ot  # noqa: E402
 
 
@@ -34,38 +37,64 @@ def main():
              if k not in ("LD_PRELOAD", "ORPHAND_SOCKET", "ORPHAND_DEBUG")}
     with ot.Daemon() as d:
         shim = dict(plain, LD_PRELOAD=ot.SHIM, ORPHAND_SOCKET=d.socket)
-        # Warm up caches (page cache, dynamic loader) for both variants.
-        batch(args.loop, max(1, args.iterations // 4), plain)
-        batch(args.loop, max(1, args.iterations // 4), shim)
-        empty = dict(plain, LD_PRELOAD=args.empty) if args.empty else None
-        ratios, plain_us, shim_us, empty_us, empty_ratios = [], [], [], [], []
+        variants = {"plain": plain, "shim": shim}
+        if args.empty:
+            variants["empty"] = dict(plain, LD_PRELOAD=args.empty)
+        # Warm up caches (page cache, dynamic loader) for every variant.
+        for env in variants.values():
+            batch(args.loop, max(1, args.iterations // 4), env)
+        us = {name: [] for name in variants}
+        cpu = wakeups = 0.0
         for i in range(args.samples):
-            # Alternate which variant goes first, so drift does not favour either.
-            if i % 2:
-                s = batch(args.loop, args.iterations, shim)
-                p = batch(args.loop, args.iterations, plain)
-            else:
-                p = batch(args.loop, args.iterations, plain)
-                s = batch(args.loop, args.iterations, shim)
-            plain_us.append(p)
-            shim_us.append(s)
-            ratios.append(s / p)
-            if empty:
-                e = batch(args.loop, args.iterations, empty)
-                empty_us.append(e)
-                empty_ratios.append(e / p)
+            # Rotate which variant goes first, so drift favours none.
+            names = list(variants)
+            names = names[i % len(names):] + names[:i % len(names)]
+            for name in names:
+                if name == "shim":
+                    cpu0, wake0 = daemon_cpu(d.pid), daemon_wakeups(d.pid)
+                us[name].append(batch(args.loop, args.iterations, variants[name]))
+                if name == "shim":
+                    cpu += daemon_cpu(d.pid) - cpu0
+                    wakeups += daemon_wakeups(d.pid) - wake0
         ot.check(d.alive(), "orphand died during the benchmark")
-    print("| benchmark | samples x iterations | without shim (us) | with shim (us) "
-          "| median ratio |")
-    print("|---|---|---|---|---|")
-    print(f"| fork+exec+wait /bin/true | {args.samples} x {args.iterations} "
-          f"| {statistics.median(plain_us):.0f} | {statistics.median(shim_us):.0f} "
-          f"| {statistics.median(ratios):.3f} |")
-    if empty_us:
-        print(f"- an empty preloaded library (the floor under any preload shim): "
-              f"{statistics.median(empty_us):.0f} us, median ratio "
-              f"{statistics.median(empty_ratios):.3f}; the shim over it: "
-              f"{statistics.median(shim_us) / statistics.median(empty_us):.3f}")
+    forks = args.samples * args.iterations
+    med = {name: statistics.median(v) for name, v in us.items()}
+    ratio = statistics.median(s / p for s, p in zip(us["shim"], us["plain"]))
+    base = f"without the shim {med['plain']:.0f}"
+    if "empty" in us:
+        base += f"; an empty preload {med['empty']:.0f}"
+    print(f"| 3. Shim: fork+exec+wait of /bin/true (us), {args.samples} x {args.iterations} "
+          f"| {med['shim']:.0f} | {base} | {ratio:.3f}x | <= 1.10x | {met(ratio <= 1.10)} |")
+    if "empty" in us:
+        floor = statistics.median(s / e for s, e in zip(us["shim"], us["empty"]))
+        empty_ratio = statistics.median(e / p for e, p in zip(us["empty"], us["plain"]))
+        print(f"| 3. Shim over an empty preload, interleaved | {med['shim']:.0f} | an empty "
+              f"preload {med['empty']:.0f} ({empty_ratio:.3f}x without) | {floor:.3f}x "
+              f"| <= 1.06x | {met(floor <= 1.06)} |")
+    per_fork = cpu / forks * 1e6
+    print(f"| 3. Daemon CPU per shim registration (us), {forks} forks | {per_fork:.1f} | - | - "
+          f"| <= 15 us | {met(per_fork <= 15)} |")
+    print(f"| 3. Daemon wakeups per fork (voluntary context switches) | {wakeups / forks:.2f} "
+          f"| - | - | <= 1 | {met(wakeups / forks <= 1)} |")
+
+
+def met(ok):
+    return "yes" if ok else "**no**"
+
+
+def daemon_cpu(pid):
+    """CPU time of the whole daemon, every thread, in seconds: its CPU-time clock
+    (MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED))."""
+    return time.clock_gettime(((~pid) << 3) | 2)
+
+
+def daemon_wakeups(pid):
+    """Times the daemon's loop (its main thread) blocked and was woken."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
 
 
 if __name__ == "__main__":
