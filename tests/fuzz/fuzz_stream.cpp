@@ -474,6 +474,68 @@ long unwatched_fds() {
     return count;
 }
 
+std::string read_text(const std::string &path) {
+    std::string text;
+    UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    char buf[4096];
+    ssize_t n;
+    while (f && (n = ::read(f.get(), buf, sizeof(buf))) > 0)
+        text.append(buf, static_cast<size_t>(n));
+    return text;
+}
+
+// Every fd this process holds, with what it is, for a failure's report.
+void list_fds() {
+    DIR *dir = ::opendir("/proc/self/fd");
+    if (!dir)
+        return;
+    while (struct dirent *e = ::readdir(dir)) {
+        char path[300], link[128]{};
+        std::snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+        if (e->d_name[0] != '.' && ::readlink(path, link, sizeof(link) - 1) > 0) {
+            std::fprintf(stderr, "  fd %s: %s", e->d_name, link);
+            if (std::strcmp(link, "anon_inode:[pidfd]") == 0) {
+                char info[64];
+                std::snprintf(info, sizeof(info), "/proc/self/fdinfo/%s", e->d_name);
+                UniqueFd f(::open(info, O_RDONLY | O_CLOEXEC));
+                char buf[512];
+                ssize_t n = f ? ::read(f.get(), buf, sizeof(buf) - 1) : -1;
+                if (n > 0) {
+                    buf[n] = '\0';
+                    if (const char *pid = std::strstr(buf, "Pid:")) {
+                        std::fprintf(stderr, " (%.*s)", static_cast<int>(std::strcspn(pid, "\n")),
+                                     pid);
+                        pid_t n = static_cast<pid_t>(std::atoi(pid + 4));
+                        std::string status = read_text("/proc/" + std::to_string(n) + "/status");
+                        size_t st = status.find("State:");
+                        if (st != std::string::npos)
+                            std::fprintf(stderr, " %s",
+                                         status.substr(st, status.find('\n', st) - st).c_str());
+                        g_server->registry().for_each([&](const Binding &b) {
+                            if (b.parent->pid() == n || b.child->pid() == n)
+                                std::fprintf(stderr, " [bound %d -> %d]", b.parent->pid(),
+                                             b.child->pid());
+                        });
+                    }
+                }
+            }
+            std::fprintf(stderr, "\n");
+        }
+    }
+    ::closedir(dir);
+    for (int ep : g_epolls) {
+        char path[64];
+        std::snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
+        UniqueFd f(::open(path, O_RDONLY | O_CLOEXEC));
+        char buf[4096];
+        ssize_t n = f ? ::read(f.get(), buf, sizeof(buf) - 1) : -1;
+        if (n > 0) {
+            buf[n] = '\0';
+            std::fprintf(stderr, "  epoll %d watches:\n%s", ep, buf);
+        }
+    }
+}
+
 void find_epolls() {
     DIR *dir = ::opendir("/proc/self/fd");
     if (!dir)
@@ -560,29 +622,29 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     ::close(client);
     check_replies(plan, replies);
 
-    // A scope kill holds a duplicate of its child's pidfd until the scope worker is done with
-    // it and the loop has noted it.
+    // Until the Server holds no fd of this input's but its watched ones: a scope kill holds a
+    // duplicate of its child's pidfd until the scope worker is done with it and the loop has
+    // noted it; kills keep their dead parents' pidfds until they are described, which waits
+    // while their children die (Registry::describe_due_ns), so they are described here; fds it
+    // took are closed on the FdCloser's workers. A turn may kill again: checked after each.
     deadline = now_ns() + kSettleNs;
-    while (g_server->pending_scopes() > 0) {
+    for (;;) {
+        // Counted first: a kill the worker finishes after the count waits in its done list,
+        // which scopes_done() would not have taken.
+        bool scopes = g_server->pending_scopes() > 0;
+        g_server->registry().scopes_done();
+        g_server->registry().describe(SIZE_MAX);
+        if (!scopes && g_server->pending_closes() == 0)
+            break;
         if (now_ns() > deadline)
-            fail("a scope kill never ends");
-        if (!g_server->dispatch(1))
-            std::abort();
-    }
-    g_server->registry().scopes_done();
-    // Kills keep their processes' pidfds until they are described, a few per turn: described
-    // now. Fds it took are closed on the FdCloser's workers.
-    g_server->registry().describe(SIZE_MAX);
-    deadline = now_ns() + kSettleNs;
-    while (g_server->pending_closes() > 0) {
-        if (now_ns() > deadline)
-            fail("fds left with the FdCloser are never closed");
+            fail("a scope kill never ends, or fds left with the FdCloser are never closed");
         if (!g_server->dispatch(1))
             std::abort();
     }
     if (long now = unwatched_fds(); now != held) {
         std::fprintf(stderr, "fuzz_stream: %ld fds held (unwatched) before the input, %ld after\n",
                      held, now);
+        list_fds();
         fail("fds leaked, or closed that were not the Server's");
     }
     forget_bindings();
