@@ -34,7 +34,6 @@ constexpr int kReadsPerEvent = 16;
 constexpr int kAcceptsPerEvent = 64;
 constexpr size_t kTrimAfter = 512;      // objects gone since the peak worth trimming the heap for
 constexpr size_t kDescribePerTurn = 16; // kill descriptions (a /proc read, a log entry) per turn
-constexpr uint64_t kStatusInterval = 1'000'000'000; // ns between two STATUS= updates at most
 
 [[noreturn]] void fail(int err, const std::string &what) {
     throw std::system_error(err, std::generic_category(), what);
@@ -190,28 +189,7 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     registry_ =
         std::make_unique<Registry>(loop_, std::move(timer), &timer_source_, options_.limits);
 
-    uint64_t watchdog_usec = 0;
-    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
-        watchdog_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-        if (!watchdog_fd_)
-            fail(errno, "timerfd_create");
-        struct itimerspec its {};
-        uint64_t half = watchdog_usec / 2;
-        its.it_value.tv_sec = static_cast<time_t>(half / 1000000);
-        its.it_value.tv_nsec = static_cast<long>(half % 1000000 * 1000);
-        its.it_interval = its.it_value;
-        ::timerfd_settime(watchdog_fd_.get(), 0, &its, nullptr);
-        if (auto r = loop_.add(watchdog_fd_.get(), EPOLLIN, &watchdog_source_); !r)
-            fail(-r.code(), r.error().what);
-    }
-
-    if (notify_) {
-        status_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-        if (!status_fd_)
-            fail(errno, "timerfd_create");
-        if (auto r = loop_.add(status_fd_.get(), EPOLLIN, &status_source_); !r)
-            fail(-r.code(), r.error().what);
-    }
+    notifier_ = std::make_unique<Notifier>(loop_, *registry_, &watchdog_source_, &status_source_);
 
     closer_ = std::make_unique<FdCloser>(loop_, &closer_source_);
     scopes_ = std::make_unique<ScopeWorker>(loop_, &scopes_source_);
@@ -350,8 +328,7 @@ int Server::run() {
     if (!binding_log_)
         log_fmt(LOG_INFO, "no binding log: bindings will not survive a restart or a crash of "
                           "orphand (see --state-dir)");
-    sd_notify(0, "READY=1");
-    update_status();
+    notifier_->ready();
 
     while (!stop_) {
         // Blocks when nothing is pending; polls while new parents wait to be named or STATUS=
@@ -359,7 +336,7 @@ int Server::run() {
         // wait to be described until their time (Registry::describe_due_ns).
         int timeout = -1;
         if (registry_->has_unnamed() || (binding_log_ && binding_log_->has_unidentified()) ||
-            status_waiting() || !ready_.empty()) {
+            notifier_->status_waiting() || !ready_.empty()) {
             timeout = 0;
         } else if (uint64_t due = registry_->describe_due_ns()) {
             uint64_t now = monotonic_ns();
@@ -368,7 +345,7 @@ int Server::run() {
         if (!dispatch(timeout))
             return 1;
     }
-    sd_notify(0, "STOPPING=1");
+    notifier_->stopping();
     // Scope kills still queued are carried out (their searches cut short), then every kill
     // already sent is logged before orphand goes.
     if (!scopes_->finish(10'000))
@@ -392,7 +369,7 @@ bool Server::dispatch(int timeout_ms) {
         registry_->name_parents();
         if (binding_log_)
             binding_log_->identify();
-        update_status();
+        notifier_->update_status();
     }
     // The registry's events first: every kill of the batch is out before anything else runs
     // (requests, logging).
@@ -419,19 +396,12 @@ bool Server::dispatch(int timeout_ms) {
         case Source::Kind::Scopes:
             registry_->scopes_done();
             break;
-        case Source::Kind::Status: {
-            uint64_t expirations;
-            (void)!::read(status_fd_.get(), &expirations, sizeof(expirations));
-            status_armed_ = false;
-            update_status();
+        case Source::Kind::Status:
+            notifier_->on_status_timer();
             break;
-        }
-        case Source::Kind::Watchdog: {
-            uint64_t expirations;
-            (void)!::read(watchdog_fd_.get(), &expirations, sizeof(expirations));
-            sd_notify(0, "WATCHDOG=1");
+        case Source::Kind::Watchdog:
+            notifier_->on_watchdog();
             break;
-        }
         }
     }
     // Kills are described a few at a time, between batches of events, once their children have
@@ -502,42 +472,6 @@ void Server::on_signal() {
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             stop_ = true;
     }
-}
-
-bool Server::status_stale() const {
-    if (!notify_)
-        return false;
-    auto s = registry_->stats();
-    return s.parents != status_sent_.parents || s.children != status_sent_.children ||
-           s.kills != status_sent_.kills;
-}
-
-bool Server::status_waiting() const {
-    // Out of date and not yet waiting for its turn: the loop sends it (or arms status_fd_) as
-    // soon as it finds nothing else to do.
-    return !status_armed_ && (status_stale() || (notify_ && !status_sent_once_));
-}
-
-void Server::update_status() {
-    // Sent from an idle loop only, and at most once per kStatusInterval: each STATUS= is a
-    // datagram that PID 1 must parse. One per registration or per child's exit would put a
-    // flood's or a fan-out kill's cost on PID 1, competing for the CPUs with the children that
-    // must run to die.
-    if (!notify_ || status_armed_ || (!status_stale() && status_sent_once_))
-        return;
-    uint64_t now = monotonic_ns();
-    if (status_sent_once_ && now - status_sent_ns_ < kStatusInterval) {
-        if (arm_timer_at(status_fd_.get(), status_sent_ns_ + kStatusInterval)) {
-            status_armed_ = true;
-            return;
-        }
-    }
-    auto s = registry_->stats();
-    sd_notifyf(0, "STATUS=watching %u parents, %u children; %llu killed since start", s.parents,
-               s.children, static_cast<unsigned long long>(s.kills));
-    status_sent_ = s;
-    status_sent_once_ = true;
-    status_sent_ns_ = now;
 }
 
 void Server::on_listener() {

@@ -16,6 +16,7 @@
 #include "event_loop.hpp"
 #include "fd_closer.hpp"
 #include "log.hpp"
+#include "notify.hpp"
 #include "options.hpp"
 #include "pidfd.hpp"
 #include "registry.hpp"
@@ -120,9 +121,6 @@ class Server {
     void list(Connection *c, const proto::Request &q);
     void status(Connection *c, const proto::Request &q);
     void on_signal();
-    void update_status();
-    bool status_stale() const;
-    bool status_waiting() const;
 
     Options options_;
     EventLoop loop_;
@@ -141,12 +139,11 @@ class Server {
     Source closer_source_{Source::Kind::Closer};
     Source scopes_source_{Source::Kind::Scopes};
     Source status_source_{Source::Kind::Status};
+    std::unique_ptr<Notifier> notifier_;
     std::unique_ptr<FdCloser> closer_;
     std::unique_ptr<ScopeWorker> scopes_;
     UniqueFd listener_;
     UniqueFd signal_fd_;
-    UniqueFd watchdog_fd_;
-    UniqueFd status_fd_; // the next STATUS= when one is due (under systemd only)
     bool listener_paused_ = false;
     bool socket_activated_ = false;
     bool stop_ = false;
@@ -164,12 +161,7 @@ class Server {
         bool foreign = false;
         pid_t inner_pid = 0;
     } last_peer_;
-    bool notify_ = getenv("NOTIFY_SOCKET") != nullptr; // under systemd (sd_notify)
-    RegistryStats status_sent_;                        // figures of the last STATUS=
-    bool status_sent_once_ = false;
-    uint64_t status_sent_ns_ = 0; // when the last STATUS= went
-    bool status_armed_ = false;   // status_fd_ will fire for a STATUS= out of date
-    size_t live_high_ = 0;        // most connections + watched processes since the heap was trimmed
+    size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
 };
 
 } // namespace orphand
