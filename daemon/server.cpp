@@ -53,23 +53,6 @@ bool valid_pid(uint32_t pid) {
     return pid != 0 && pid <= static_cast<uint32_t>(INT_MAX);
 }
 
-// Creates `dir` and its missing parents with mode 0755, refusing symlinks on the way.
-void make_dirs(const std::string &dir) {
-    if (dir.empty() || dir == "/")
-        return;
-    struct stat st {};
-    if (::lstat(dir.c_str(), &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            throw std::runtime_error(fmt::format("{} exists and is not a directory (symlinks are "
-                                                 "not followed)",
-                                                 quoted(dir)));
-        return;
-    }
-    make_dirs(dir.substr(0, dir.rfind('/')));
-    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
-        fail(errno, fmt::format("mkdir {}", quoted(dir)));
-}
-
 uint32_t features_mask() {
     const auto &k = kernel_features();
     uint32_t f = 0;
@@ -194,10 +177,15 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     closer_ = std::make_unique<FdCloser>(loop_, &closer_source_);
     scopes_ = std::make_unique<ScopeWorker>(loop_, &scopes_source_);
     registry_->set_scope_worker(scopes_.get());
-    bind_listener();
+    Listener listener = acquire_listener(options_.socket_path);
+    listener_ = std::move(listener.fd);
+    socket_activated_ = listener.socket_activated;
+    bound_path_ = std::move(listener.bound_path);
+    if (auto r = loop_.add(listener_.get(), EPOLLIN, &listener_source_); !r)
+        fail(-r.code(), r.error().what);
     for (const auto &o : options_.obsolete)
         log_fmt(LOG_WARNING, "ignoring {}: bindings are kept in the binding log (--state-dir)", o);
-    drop_fd_store();
+    drop_fd_store(listener.passed_fds);
     std::string state_dir = options_.state_dir;
     if (options_.state == Options::StateChoice::Default) {
         // systemd sets it for RuntimeDirectory=, several directories separated by ':'.
@@ -223,93 +211,6 @@ Server::~Server() {
     connections_.clear();
     if (!bound_path_.empty())
         ::unlink(bound_path_.c_str());
-}
-
-void Server::drop_fd_store() {
-    if (passed_fds_.empty())
-        return;
-    // orphand 0.x kept bindings in systemd's fd store. They are not restored (the binding log
-    // replaced it): the entries are removed, so that systemd passes them no more.
-    std::set<std::string> names;
-    for (auto &e : passed_fds_)
-        names.insert(std::move(e.name));
-    for (const auto &name : names)
-        sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", name.c_str());
-    log_fmt(LOG_WARNING,
-            "dropped {} fds ({} entries) of systemd's fd store left by an older orphand: the "
-            "bindings they held are not enforced",
-            passed_fds_.size(), names.size());
-    passed_fds_.clear();
-}
-
-void Server::bind_listener() {
-    char **names = nullptr;
-    int n = sd_listen_fds_with_names(1, &names);
-    if (n > 0) {
-        for (int i = 0; i < n; ++i) {
-            int fd = SD_LISTEN_FDS_START + i;
-            const char *name = names && names[i] ? names[i] : "";
-            if (!listener_ && sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0 &&
-                (std::strcmp(name, "orphand") == 0 || std::strcmp(name, "unknown") == 0 ||
-                 std::strcmp(name, "") == 0)) {
-                listener_.reset(fd);
-                ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-                ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-            } else {
-                // Entries of systemd's fd store, left by an older orphand.
-                ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-                passed_fds_.push_back({name, UniqueFd(fd)});
-            }
-        }
-    }
-    if (names) {
-        for (int i = 0; i < n; ++i)
-            std::free(names[i]);
-        std::free(names);
-    }
-    if (listener_) {
-        socket_activated_ = true;
-    } else {
-        std::string path =
-            options_.socket_path.empty() ? default_socket_path() : options_.socket_path;
-        struct sockaddr_un addr {};
-        addr.sun_family = AF_UNIX;
-        if (path.size() >= sizeof(addr.sun_path))
-            throw std::runtime_error(fmt::format("socket path {} is too long ({} bytes, at most "
-                                                 "{})",
-                                                 quoted(path), path.size(),
-                                                 sizeof(addr.sun_path) - 1));
-        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-        make_dirs(path.substr(0, path.rfind('/')));
-        struct stat st {};
-        if (::lstat(path.c_str(), &st) == 0) {
-            if (!S_ISSOCK(st.st_mode))
-                throw std::runtime_error(
-                    fmt::format("{} exists and is not a socket; not removing it", quoted(path)));
-            // A socket someone still listens on belongs to a running daemon.
-            UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-            if (probe &&
-                ::connect(probe.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0)
-                throw std::runtime_error(
-                    fmt::format("another daemon is listening on {}", quoted(path)));
-            ::unlink(path.c_str());
-        }
-        listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        if (!listener_)
-            fail(errno, "socket");
-        // World-connectable: the daemon decides per request who may bind whom (orphand(8)).
-        mode_t old = ::umask(0111);
-        int r = ::bind(listener_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr));
-        int err = errno;
-        ::umask(old);
-        if (r < 0)
-            fail(err, fmt::format("bind {}", quoted(path)));
-        bound_path_ = path;
-        if (::listen(listener_.get(), SOMAXCONN) < 0)
-            fail(errno, "listen");
-    }
-    if (auto r = loop_.add(listener_.get(), EPOLLIN, &listener_source_); !r)
-        fail(-r.code(), r.error().what);
 }
 
 int Server::run() {

@@ -15,6 +15,7 @@
 #include "binding_log.hpp"
 #include "event_loop.hpp"
 #include "fd_closer.hpp"
+#include "listener.hpp"
 #include "log.hpp"
 #include "notify.hpp"
 #include "options.hpp"
@@ -91,8 +92,6 @@ class Server {
     size_t pending_scopes() { return scopes_->pending(); }
 
   private:
-    void bind_listener();
-    void drop_fd_store();
     void on_listener();
     void on_connection(Connection *c, uint32_t events);
     void read_from(Connection *c, bool until_eagain = false);
@@ -126,12 +125,6 @@ class Server {
     EventLoop loop_;
     std::unique_ptr<Registry> registry_;
     std::unique_ptr<BindingLog> binding_log_; // null without a state directory
-    // Fds systemd passed besides the socket: an older orphand's fd store entries.
-    struct PassedFd {
-        std::string name;
-        UniqueFd fd;
-    };
-    std::vector<PassedFd> passed_fds_;
     Source listener_source_{Source::Kind::Listener};
     Source signal_source_{Source::Kind::Signal};
     Source timer_source_{Source::Kind::Timer};
