@@ -11,6 +11,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "authorization.hpp"
 #include "log.hpp"
 
 namespace orphand {
@@ -28,11 +29,6 @@ const char *scope_noun(uint8_t scope) {
     default:
         return "process";
     }
-}
-
-bool may_signal(const Registrant &who, const Creds &c) {
-    // kill(2)'s rule for unprivileged senders; SO_PEERCRED gives the client's effective uid.
-    return who.privileged || who.uid == c.ruid || who.uid == c.suid;
 }
 
 } // namespace
@@ -355,7 +351,7 @@ Verdict Registry::remove(pid_t parent_pid, pid_t child_pid, const Registrant &wh
         if (b->parent->pidfd.pid() != parent_pid)
             continue;
         // Another user's binding answers as no binding at all, as LIST hides it.
-        if (!who.privileged && b->registrant.uid != who.uid)
+        if (!may_see(who, b->registrant.uid))
             continue;
         parent = b->parent;
         retire(b);

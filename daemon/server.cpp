@@ -24,6 +24,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "authorization.hpp"
 #include "orphand_config.h"
 
 namespace orphand {
@@ -73,40 +74,6 @@ uint32_t features_mask() {
     return f;
 }
 
-// CapEff of a process that runs as `uid` (real, effective, saved and fs) includes CAP_KILL
-// (bit 5), read from /proc while the pidfd pins it.
-bool has_cap_kill(const PidFd &p, pid_t pid, uid_t uid) {
-    char path[64];
-    std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
-    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
-    if (!fd)
-        return false;
-    char buf[4096];
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
-    if (n <= 0 || !p.valid() || p.send_signal(0) < 0)
-        return false;
-    buf[n] = '\0';
-    // The process must still run as the uid it connected with. A client that execs a
-    // set-user-ID program after connecting keeps its pid, and that program's capabilities
-    // would otherwise be lent to whoever still holds the connection.
-    const char *ids = std::strstr(buf, "\nUid:");
-    if (!ids)
-        return false;
-    ids += 5;
-    for (int i = 0; i < 4; ++i) {
-        char *end;
-        unsigned long id = std::strtoul(ids, &end, 10);
-        if (end == ids || id != uid)
-            return false;
-        ids = end;
-    }
-    const char *cap = std::strstr(buf, "\nCapEff:");
-    if (!cap)
-        return false;
-    unsigned long long mask = std::strtoull(cap + 8, nullptr, 16);
-    return mask & (1ull << 5);
-}
-
 // The refusal for a pid that pidfd_open(2) would not open. A thread other than a thread group's
 // leader gives ENOENT (EINVAL before Linux 6.9).
 Verdict open_failure(int error) {
@@ -123,12 +90,6 @@ Verdict open_failure(int error) {
     default:
         return {error, proto::kInternal};
     }
-}
-
-// Inode of one of our own or a process's namespaces, or 0.
-ino_t ns_inode(const char *path) {
-    struct stat st {};
-    return ::stat(path, &st) == 0 ? st.st_ino : 0;
 }
 
 } // namespace
@@ -352,12 +313,12 @@ bool Server::dispatch(int timeout_ms) {
 void Server::adopt_connection(UniqueFd fd, const struct ucred &peer) {
     auto c = std::make_unique<Connection>();
     c->fd = std::move(fd);
-    c->peer = peer;
+    c->peer = Peer(peer);
     int one = 1;
     (void)::setsockopt(c->fd.get(), SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
     if (peer.pid > 0)
         if (auto p = PidFd::open(peer.pid))
-            c->peer_pidfd = std::move(*p);
+            c->peer.pidfd = std::move(*p);
     Connection *raw = c.get();
     raw->interest = EPOLLIN;
     if (auto r = loop_.add(raw->fd.get(), EPOLLIN, raw); !r)
@@ -404,28 +365,19 @@ void Server::on_listener() {
             return;
         }
         auto c = std::make_unique<Connection>();
-        socklen_t len = sizeof(c->peer);
-        if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0) {
+        struct ucred cred {};
+        if (!read_peer_cred(fd.get(), &cred)) {
             // Whatever the peer queued on it is released with it: never on the loop.
             release(std::move(fd), static_cast<uid_t>(-1));
             continue;
         }
+        c->peer = Peer(cred);
         c->fd = std::move(fd);
         // Urgent data (MSG_OOB, Linux 5.15) is read inline, as part of the stream: otherwise a
         // read passes over it and the kernel releases the fds sent with it here, on the loop.
         int one = 1;
         (void)::setsockopt(c->fd.get(), SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
-        if (kernel_features().peer_pidfd) {
-            int pfd = -1;
-            socklen_t plen = sizeof(pfd);
-            if (::getsockopt(c->fd.get(), SOL_SOCKET, kSoPeerPidfd, &pfd, &plen) == 0 && pfd >= 0)
-                c->peer_pidfd = PidFd(c->peer.pid, UniqueFd(pfd));
-        } else if (c->peer.pid > 0) {
-            // FIXME: drop once Linux 6.5 is the minimum. Opened by pid: racy if the peer is
-            // already gone and its pid reused; orphanctl status reports this fallback.
-            if (auto p = PidFd::open(c->peer.pid))
-                c->peer_pidfd = std::move(*p);
-        }
+        c->peer.pidfd = open_peer_pidfd(c->fd.get(), c->peer.pid);
         bool root = c->peer.uid == 0;
         uint32_t &per_uid = connections_per_uid_[c->peer.uid];
         // 0 means unlimited, as for the binding limits.
@@ -792,66 +744,6 @@ void Server::handle_v1(Connection *c, const proto::Request &q, FdBatch *fds) {
     }
 }
 
-bool Server::peer_foreign(Connection *c) {
-    if (c->pidns_known)
-        return c->foreign_pidns;
-    c->pidns_known = true;
-    static const ino_t our_pidns = ns_inode("/proc/self/ns/pid");
-    // The peer's pid (from SO_PEERCRED, in our namespace) is 0 if the peer is invisible to us.
-    // Otherwise NSpid lists its pid at each level from ours down: one level means ours. That
-    // works through the pidfd without ptrace access to the peer's /proc entries, which an
-    // orphand running under DynamicUser= lacks for other users.
-    // A process never changes pid namespace, and clients often connect many times from one
-    // process (the shim once per fork): the last answer is kept, keyed by the peer's pidfs
-    // inode, which names one process for the whole boot.
-    uint64_t inode = 0;
-    if (kernel_features().pidfs && c->peer_pidfd.valid()) {
-        struct stat st {};
-        if (::fstat(c->peer_pidfd.fd(), &st) == 0)
-            inode = st.st_ino;
-        if (inode != 0 && inode == last_peer_.inode) {
-            c->foreign_pidns = last_peer_.foreign;
-            c->peer_inner_pid = last_peer_.inner_pid;
-            return c->foreign_pidns;
-        }
-    }
-    std::array<pid_t, 8> levels{};
-    int n = c->peer.pid > 0 && c->peer_pidfd.valid() ? pidfd_nspids(c->peer_pidfd.fd(), levels) : 0;
-    if (n >= 1 && levels[0] > 0) {
-        c->foreign_pidns = n > 1;
-        c->peer_inner_pid = levels[n - 1];
-        last_peer_ = {inode, c->foreign_pidns, c->peer_inner_pid};
-    } else if (c->peer.pid > 0) {
-        // Gone already (its pidfd no longer names pids): fall back to /proc, trusted only if
-        // the peer is still unreaped after the read. If not even that, only pidfds count.
-        char path[64];
-        std::snprintf(path, sizeof(path), "/proc/%d/ns/pid", c->peer.pid);
-        ino_t pidns = ns_inode(path);
-        c->foreign_pidns = !(pidns != 0 && pidns == our_pidns && c->peer_pidfd.valid() &&
-                             c->peer_pidfd.send_signal(0) == 0);
-    } else {
-        c->foreign_pidns = true;
-    }
-    return c->foreign_pidns;
-}
-
-bool Server::peer_privileged(Connection *c) {
-    // SO_PEERCRED maps the uid into our user namespace: 0 is our root.
-    if (c->peer.uid == 0)
-        return true;
-    if (c->privilege_known)
-        return c->privileged;
-    c->privilege_known = true;
-    // CAP_KILL counts only when held in our user namespace. Read once per connection, when
-    // it first matters: a registration, or a request that reaches other users' bindings.
-    static const ino_t our_userns = ns_inode("/proc/self/ns/user");
-    char path[64];
-    std::snprintf(path, sizeof(path), "/proc/%d/ns/user", c->peer.pid);
-    c->privileged = c->peer.pid > 0 && ns_inode(path) == our_userns &&
-                    has_cap_kill(c->peer_pidfd, c->peer.pid, c->peer.uid);
-    return c->privileged;
-}
-
 Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_pid,
                             const Policy &policy, FdBatch *fds) {
     if (fds && fds->too_many)
@@ -864,7 +756,7 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
     // Raw pids are only meaningful from a client in our pid namespace. The namespace is looked
     // up only when a request depends on it: pidfds that match the pids in the record (the
     // shim's case) do not.
-    if (nfds == 0 && peer_foreign(c))
+    if (nfds == 0 && peer_foreign(c->peer, last_peer_))
         return {-EXDEV, proto::kForeignPidNamespace};
 
     // Checks a passed pidfd against the pid the client named. A client in another pid
@@ -872,7 +764,7 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
     auto matches = [&](const PidFd &p, uint32_t pid) {
         if (static_cast<uint32_t>(p.pid()) == pid)
             return true;
-        if (!peer_foreign(c))
+        if (!peer_foreign(c->peer, last_peer_))
             return false;
         std::array<pid_t, 8> levels{};
         int n = pidfd_nspids(p.fd(), levels);
@@ -916,25 +808,29 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
         if (kernel_features().pidfd_info && pidfd_get_info(child.fd(), &info) < 0)
             info = {};
     }
-    pid_t cpid = child.pid();
     // Kernel threads are kthreadd (pid 2) and its children; /proc confirms the flag.
     bool maybe_kthread = !info.have_pid || info.ppid == 2;
     static const pid_t self = ::getpid();
-    if (cpid == 1 || cpid == 2 || cpid == self || (maybe_kthread && is_kernel_thread(cpid)))
-        return {-EPERM, proto::kProtectedTarget};
-    // A passed pidfd proves which process it is, not that the client may signal it: kill(2)'s
-    // rule, the client's uid against the child's real or saved uid, unless privileged.
-    Creds creds;
+    BindTarget target;
+    target.pid = child.pid();
+    target.kernel_thread =
+        maybe_kthread && !is_protected(target.pid, self, false) && is_kernel_thread(target.pid);
+    // kill(2)'s rule on the child's credentials, unless privileged (authorize_bind).
     if (info.have_creds) {
-        creds = {info.ruid, info.euid, info.suid};
-    } else if (auto r = child.creds()) {
-        creds = *r;
-    } else {
-        return {-ESRCH, proto::kNoSuchProcess};
+        target.creds = {info.ruid, info.euid, info.suid};
+        target.creds_known = true;
+    } else if (!is_protected(target.pid, self, target.kernel_thread)) {
+        if (auto r = child.creds()) {
+            target.creds = *r;
+            target.creds_known = true;
+        }
     }
-    bool own_child = c->peer.uid == creds.ruid || c->peer.uid == creds.suid;
-    if (!own_child && !peer_privileged(c))
-        return {-EPERM, proto::kNotPermitted};
+    // Whether the client may signal any process is part of the binding even when it binds its
+    // own child: that child may change its uid before the kill, and the registrant's right to
+    // kill it then is what it had at registration. Read once per connection.
+    Registrant who{c->peer.uid, c->peer.pid, peer_privileged(c->peer)};
+    if (Verdict auth = authorize_bind(who, target, self); auth.error < 0)
+        return auth;
 
     PidFd parent;
     if (nfds >= 2) {
@@ -942,15 +838,16 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
         if (!parent.valid())
             return v;
     } else if (static_cast<pid_t>(parent_pid) == c->peer.pid ||
-               (peer_foreign(c) && static_cast<pid_t>(parent_pid) == c->peer_inner_pid)) {
+               (peer_foreign(c->peer, last_peer_) &&
+                static_cast<pid_t>(parent_pid) == c->peer.inner_pid)) {
         // The client itself, through the connection's pidfd: no pid race even if it is already
         // gone. A client in another pid namespace can name no other parent without a pidfd.
-        if (!c->peer_pidfd.valid())
+        if (!c->peer.pidfd.valid())
             return {-ESRCH, proto::kNoSuchProcess};
-        parent = PidFd(c->peer.pid, UniqueFd(::fcntl(c->peer_pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
+        parent = PidFd(c->peer.pid, UniqueFd(::fcntl(c->peer.pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
         if (!parent.valid())
             return {-errno, proto::kOutOfFds};
-    } else if (peer_foreign(c)) {
+    } else if (peer_foreign(c->peer, last_peer_)) {
         return {-EXDEV, proto::kForeignPidNamespace};
     } else {
         auto p = PidFd::open(static_cast<pid_t>(parent_pid));
@@ -965,20 +862,16 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
             return open_failure(p.code());
         }
     }
-    // Whether the client may signal any process is part of the binding even when it binds its
-    // own child: that child may change its uid before the kill, and the registrant's right to
-    // kill it then is what it had at registration. Read once per connection.
-    return registry_->add(std::move(parent), std::move(child), policy,
-                          Registrant{c->peer.uid, c->peer.pid, peer_privileged(c)});
+    return registry_->add(std::move(parent), std::move(child), policy, who);
 }
 
 Verdict Server::do_unregister(Connection *c, uint32_t parent_pid, uint32_t child_pid) {
     if (!valid_pid(child_pid) || !valid_pid(parent_pid))
         return {-EINVAL, proto::kBadPid};
-    if (peer_foreign(c))
+    if (peer_foreign(c->peer, last_peer_))
         return {-EXDEV, proto::kForeignPidNamespace};
     return registry_->remove(static_cast<pid_t>(parent_pid), static_cast<pid_t>(child_pid),
-                             Registrant{c->peer.uid, c->peer.pid, peer_privileged(c)});
+                             Registrant{c->peer.uid, c->peer.pid, peer_privileged(c->peer)});
 }
 
 void Server::log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child,
@@ -1090,9 +983,9 @@ void Server::list(Connection *c, const proto::Request &q) {
     uint64_t now = monotonic_ns();
     // Unprivileged clients see their own bindings only: who registered what, and which of
     // another user's processes are watched, is not theirs to know.
-    bool all = peer_privileged(c);
+    Registrant who{c->peer.uid, c->peer.pid, peer_privileged(c->peer)};
     registry_->for_each([&](const Binding &b) {
-        if (!all && b.registrant.uid != c->peer.uid)
+        if (!may_see(who, b.registrant.uid))
             return;
         proto::BindingInfo2 i2{};
         i2.scope = b.policy.scope;
@@ -1126,7 +1019,7 @@ void Server::status(Connection *c, const proto::Request &q) {
     proto::StatusInfo info{};
     std::snprintf(info.version, sizeof(info.version), "%s", ORPHAND_VERSION);
     info.uptime_ms = (monotonic_ns() - start_ns_) / 1000000u;
-    if (peer_privileged(c)) {
+    if (peer_privileged(c->peer)) {
         info.kills = s.kills;
         info.parents = s.parents;
         info.children = s.children;

@@ -19,6 +19,7 @@
 #include "log.hpp"
 #include "notify.hpp"
 #include "options.hpp"
+#include "peer.hpp"
 #include "pidfd.hpp"
 #include "registry.hpp"
 
@@ -37,15 +38,7 @@ struct FdBatch {
 struct Connection : Source {
     Connection() : Source(Kind::Connection) {}
     UniqueFd fd;
-    struct ucred peer {};
-    PidFd peer_pidfd; // from SO_PEERPIDFD, or empty
-    // Looked up lazily, once, only when a request depends on them (see peer_privileged and
-    // peer_foreign): the shim's one-record connections need neither.
-    bool privilege_known = false;
-    bool privileged = false; // root, or CAP_KILL in our user namespace
-    bool pidns_known = false;
-    bool foreign_pidns = false;
-    pid_t peer_inner_pid = 0; // the peer's pid in its own namespace (when foreign)
+    Peer peer;
     bool v1 = false;
     uint8_t version = 0;  // in acknowledged mode: the protocol version agreed by HELLO
     bool watched = false; // registered in the loop (a connection done at accept never is)
@@ -107,8 +100,6 @@ class Server {
     Verdict do_register(Connection *c, uint32_t parent, uint32_t child, const Policy &policy,
                         FdBatch *fds);
     Verdict do_unregister(Connection *c, uint32_t parent, uint32_t child);
-    bool peer_foreign(Connection *c);
-    bool peer_privileged(Connection *c);
     void reply(Connection *c, const void *data, size_t size);
     void send_reply(Connection *c, const proto::Request &q, Verdict v, uint32_t count = 0);
     void flush(Connection *c);
@@ -148,12 +139,7 @@ class Server {
     LogLimiter input_limiter_{20, 5};
     uint64_t start_ns_ = 0;
     std::string bound_path_;
-    // The pid namespace answer for the last peer process looked up (see peer_foreign).
-    struct {
-        uint64_t inode = 0; // pidfs inode of the peer; 0: none
-        bool foreign = false;
-        pid_t inner_pid = 0;
-    } last_peer_;
+    PeerNamespaceCache last_peer_; // see peer_foreign
     size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
 };
 
