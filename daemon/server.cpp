@@ -50,10 +50,6 @@ uint32_t wanted_events(const Connection &c) {
     return EPOLLIN;
 }
 
-bool valid_pid(uint32_t pid) {
-    return pid != 0 && pid <= static_cast<uint32_t>(INT_MAX);
-}
-
 uint32_t features_mask() {
     const auto &k = kernel_features();
     uint32_t f = 0;
@@ -642,10 +638,11 @@ bool Server::handle(Connection *c, const unsigned char *msg, size_t size) {
     c->consumed += size;
     FdBatch *fds = c->has_fds && c->fds.message == start ? &c->fds : nullptr;
     uint32_t action = proto::load<proto::Record>(msg).action;
-    if (size == sizeof(proto::Record))
-        handle_legacy(c, proto::load<proto::Record>(msg), fds);
+    DecodedRequest r = decode_request(msg, size, options_.policy, fds);
+    if (r.legacy)
+        handle_legacy(c, r, fds);
     else
-        handle_v1(c, proto::load<proto::Request>(msg), fds);
+        handle_v1(c, r, fds);
     if (c->has_fds && c->fds.message <= start) {
         c->has_fds = false;
         c->fds = FdBatch{}; // closes whatever was not adopted: pidfds only
@@ -663,96 +660,77 @@ bool Server::handle(Connection *c, const unsigned char *msg, size_t size) {
     return c->out.size() == c->out_sent;
 }
 
-void Server::handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds) {
-    switch (r.action) {
-    case proto::kPing:
-        reply(c, &r, sizeof(r));
+void Server::handle_legacy(Connection *c, const DecodedRequest &r, FdBatch *fds) {
+    switch (r.kind) {
+    case DecodedRequest::Kind::Ping:
+        reply(c, &r.record, sizeof(r.record));
         return;
-    case proto::kRegister: {
-        Verdict v = do_register(c, r.parent, r.child, options_.policy, fds);
+    case DecodedRequest::Kind::Register: {
+        Verdict v = r.error.error < 0 ? r.error : do_register(c, r.parent, r.child, r.policy, fds);
         if (v.error < 0)
             log_refusal(c, "REGISTER", r.parent, r.child, v);
         return;
     }
-    case proto::kUnregister: {
-        Verdict v = do_unregister(c, r.parent, r.child);
+    case DecodedRequest::Kind::Unregister: {
+        Verdict v = r.error.error < 0 ? r.error : do_unregister(c, r.parent, r.child);
         if (v.error < 0)
             log_refusal(c, "UNREGISTER", r.parent, r.child, v);
         return;
     }
-    case proto::kHello:
-        if (r.parent == proto::kHelloMagic && r.child >= 1) {
-            c->v1 = true;
-            c->version = static_cast<uint8_t>(std::min(r.child, proto::kVersion));
-            c->framer.set_size(sizeof(proto::Request));
-            proto::Reply rep{};
-            rep.action = proto::kHello;
-            rep.count = c->version;
-            reply(c, &rep, sizeof(rep));
-            return;
-        }
-        [[fallthrough]];
+    case DecodedRequest::Kind::Hello: {
+        c->v1 = true;
+        c->version = r.version;
+        c->framer.set_size(sizeof(proto::Request));
+        proto::Reply rep{};
+        rep.action = proto::kHello;
+        rep.count = c->version;
+        reply(c, &rep, sizeof(rep));
+        return;
+    }
     default:
-        log_refusal(c, "record", r.parent, r.child, {-EINVAL, proto::kUnknownAction});
+        log_refusal(c, "record", r.parent, r.child, r.error);
         return;
     }
 }
 
-void Server::handle_v1(Connection *c, const proto::Request &q, FdBatch *fds) {
-    constexpr uint32_t known_flags = proto::kFlagSignal | proto::kFlagGrace;
-    bool scope_ok = q.action == proto::kRegister ? q.scope < proto::kScopeCount : q.scope == 0;
-    if (!scope_ok || (q.flags & ~known_flags)) {
-        send_reply(c, q, {-EINVAL, proto::kBadPolicy});
+void Server::handle_v1(Connection *c, const DecodedRequest &r, FdBatch *fds) {
+    const proto::Request &q = r.request;
+    if (r.error.reason == proto::kBadPolicy) {
+        send_reply(c, q, r.error);
         return;
     }
-    switch (q.action) {
-    case proto::kPing:
-    case proto::kHello:
-        send_reply(c, q, {0, proto::kOk}, q.action == proto::kHello ? c->version : 0);
+    switch (r.kind) {
+    case DecodedRequest::Kind::Ping:
+    case DecodedRequest::Kind::Hello:
+        send_reply(c, q, {0, proto::kOk}, r.kind == DecodedRequest::Kind::Hello ? c->version : 0);
         return;
-    case proto::kRegister: {
-        Policy policy = options_.policy;
-        if (q.flags & proto::kFlagSignal) {
-            if (q.signal < 1 || q.signal >= NSIG) {
-                send_reply(c, q, {-EINVAL, proto::kBadPolicy});
-                return;
-            }
-            policy.signal = q.signal;
-        }
-        if (q.flags & proto::kFlagGrace)
-            policy.grace_ms = q.grace_ms;
-        policy.scope = static_cast<uint8_t>(q.scope);
-        Verdict v = do_register(c, q.parent, q.child, policy, fds);
+    case DecodedRequest::Kind::Register: {
+        Verdict v = r.error.error < 0 ? r.error : do_register(c, r.parent, r.child, r.policy, fds);
         if (v.error < 0)
-            log_refusal(c, "REGISTER", q.parent, q.child, v);
+            log_refusal(c, "REGISTER", r.parent, r.child, v);
         send_reply(c, q, v);
         return;
     }
-    case proto::kUnregister:
-        send_reply(c, q, do_unregister(c, q.parent, q.child));
+    case DecodedRequest::Kind::Unregister:
+        send_reply(c, q, r.error.error < 0 ? r.error : do_unregister(c, r.parent, r.child));
         return;
-    case proto::kList:
+    case DecodedRequest::Kind::List:
         list(c, q);
         return;
-    case proto::kStatus:
+    case DecodedRequest::Kind::Status:
         status(c, q);
         return;
     default:
-        log_refusal(c, "request", q.parent, q.child, {-EINVAL, proto::kUnknownAction});
-        send_reply(c, q, {-EINVAL, proto::kUnknownAction});
+        log_refusal(c, "request", r.parent, r.child, r.error);
+        send_reply(c, q, r.error);
         return;
     }
 }
 
 Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_pid,
                             const Policy &policy, FdBatch *fds) {
-    if (fds && fds->too_many)
-        return {-E2BIG, proto::kTooManyFds};
+    // decode_request has checked the fd count and the pids.
     size_t nfds = fds ? fds->count : 0;
-    if (!valid_pid(child_pid) || !valid_pid(parent_pid))
-        return {-EINVAL, proto::kBadPid};
-    if (parent_pid == child_pid)
-        return {-EINVAL, proto::kSameProcess};
     // Raw pids are only meaningful from a client in our pid namespace. The namespace is looked
     // up only when a request depends on it: pidfds that match the pids in the record (the
     // shim's case) do not.
@@ -866,8 +844,7 @@ Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_p
 }
 
 Verdict Server::do_unregister(Connection *c, uint32_t parent_pid, uint32_t child_pid) {
-    if (!valid_pid(child_pid) || !valid_pid(parent_pid))
-        return {-EINVAL, proto::kBadPid};
+    // decode_request has checked the pids.
     if (peer_foreign(c->peer, last_peer_))
         return {-EXDEV, proto::kForeignPidNamespace};
     return registry_->remove(static_cast<pid_t>(parent_pid), static_cast<pid_t>(child_pid),

@@ -22,18 +22,9 @@
 #include "peer.hpp"
 #include "pidfd.hpp"
 #include "registry.hpp"
+#include "request.hpp"
 
 namespace orphand {
-
-// Fds that came with a message. Only pidfds are kept (an fd of any other kind went to the
-// FdCloser when it arrived, and is marked here).
-struct FdBatch {
-    uint64_t message = 0; // stream offset of the first byte of the message they came with
-    std::array<UniqueFd, proto::kMaxFds> fds;
-    std::array<bool, proto::kMaxFds> not_pidfd{};
-    size_t count = 0;
-    bool too_many = false;
-};
 
 struct Connection : Source {
     Connection() : Source(Kind::Connection) {}
@@ -95,8 +86,8 @@ class Server {
     void throttle(Connection *c);
     void on_closer();
     bool handle(Connection *c, const unsigned char *msg, size_t size);
-    void handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds);
-    void handle_v1(Connection *c, const proto::Request &q, FdBatch *fds);
+    void handle_legacy(Connection *c, const DecodedRequest &r, FdBatch *fds);
+    void handle_v1(Connection *c, const DecodedRequest &r, FdBatch *fds);
     Verdict do_register(Connection *c, uint32_t parent, uint32_t child, const Policy &policy,
                         FdBatch *fds);
     Verdict do_unregister(Connection *c, uint32_t parent, uint32_t child);
