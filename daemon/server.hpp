@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Server: orphand assembled from its parts, its event loop, and the requests it carries out.
+// Server: orphand assembled from its parts, and its event loop.
 #pragma once
 
 #include <sys/socket.h>
@@ -24,10 +24,11 @@
 #include "pidfd.hpp"
 #include "registry.hpp"
 #include "request.hpp"
+#include "requests.hpp"
 
 namespace orphand {
 
-class Server : RequestHandler {
+class Server {
   public:
     // Sets up the loop, signal handling and the listening socket (passed by systemd or bound
     // at options.socket_path). Throws std::runtime_error on start-up failure.
@@ -54,17 +55,6 @@ class Server : RequestHandler {
     size_t pending_scopes() { return scopes_->pending(); }
 
   private:
-    void handle_request(Connection *c, const unsigned char *msg, size_t size,
-                        FdBatch *fds) override;
-    void handle_legacy(Connection *c, const DecodedRequest &r, FdBatch *fds);
-    void handle_v1(Connection *c, const DecodedRequest &r, FdBatch *fds);
-    Verdict do_register(Connection *c, uint32_t parent, uint32_t child, const Policy &policy,
-                        FdBatch *fds);
-    Verdict do_unregister(Connection *c, uint32_t parent, uint32_t child);
-    void send_reply(Connection *c, const proto::Request &q, Verdict v, uint32_t count = 0);
-    void log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child, Verdict v);
-    void list(Connection *c, const proto::Request &q);
-    void status(Connection *c, const proto::Request &q);
     void on_signal();
 
     Options options_;
@@ -86,11 +76,12 @@ class Server : RequestHandler {
     bool socket_activated_ = false;
     bool stop_ = false;
     LogLimiter input_limiter_{20, 5};
-    // Declared after what it refers to (listener_, input_limiter_): destroyed before them.
+    // Declared after what they refer to (registry_, listener_, input_limiter_, each other):
+    // destroyed before them.
+    std::unique_ptr<Requests> requests_;
     std::unique_ptr<Connections> connections_;
     uint64_t start_ns_ = 0;
     std::string bound_path_;
-    PeerNamespaceCache last_peer_; // see peer_foreign
     size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
 };
 
