@@ -88,16 +88,11 @@ bool peer_foreign(Peer &peer, PeerNamespaceCache &cache) {
     // A process never changes pid namespace, and clients often connect many times from one
     // process (the shim once per fork): the last answer is kept, keyed by the peer's pidfs
     // inode, which names one process for the whole boot.
-    uint64_t inode = 0;
-    if (kernel_features().pidfs && peer.pidfd.valid()) {
-        struct stat st {};
-        if (::fstat(peer.pidfd.fd(), &st) == 0)
-            inode = st.st_ino;
-        if (inode != 0 && inode == cache.inode) {
-            peer.foreign_pidns = cache.foreign;
-            peer.inner_pid = cache.inner_pid;
-            return peer.foreign_pidns;
-        }
+    uint64_t inode = peer.pidfd.inode();
+    if (inode != 0 && inode == cache.inode) {
+        peer.foreign_pidns = cache.foreign;
+        peer.inner_pid = cache.inner_pid;
+        return peer.foreign_pidns;
     }
     std::array<pid_t, 8> levels{};
     int n = peer.pid > 0 && peer.pidfd.valid() ? pidfd_nspids(peer.pidfd.fd(), levels) : 0;
