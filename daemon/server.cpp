@@ -68,6 +68,7 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
         fail(-r.code(), r.error().what);
     registry_ =
         std::make_unique<Registry>(loop_, std::move(timer), &timer_source_, options_.limits);
+    registry_->set_kill_observer(&kill_log_);
 
     notifier_ = std::make_unique<Notifier>(loop_, *registry_, &watchdog_source_, &status_source_);
 

@@ -16,6 +16,7 @@
 #include "connection.hpp"
 #include "event_loop.hpp"
 #include "fd_closer.hpp"
+#include "kill_log.hpp"
 #include "listener.hpp"
 #include "log.hpp"
 #include "notify.hpp"
@@ -59,6 +60,7 @@ class Server {
 
     Options options_;
     EventLoop loop_;
+    KillLog kill_log_; // describes the registry's kills
     std::unique_ptr<Registry> registry_;
     std::unique_ptr<BindingLog> binding_log_; // null without a state directory
     Source listener_source_{Source::Kind::Listener};
