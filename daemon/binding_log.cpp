@@ -128,10 +128,8 @@ uint64_t restored_identity(const PidFd &p, uint64_t recorded) {
 } // namespace
 
 uint64_t BindingLog::identity_of(const PidFd &p) {
-    if (kernel_features().pidfs) {
-        struct stat st {};
-        return ::fstat(p.fd(), &st) == 0 ? static_cast<uint64_t>(st.st_ino) : 0;
-    }
+    if (kernel_features().pidfs)
+        return p.inode();
     // FIXME: drop once Linux 6.9 is the minimum (a /proc read per new process).
     return p.start_time();
 }

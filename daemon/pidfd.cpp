@@ -223,6 +223,13 @@ std::string PidFd::comm() const {
     return buf;
 }
 
+uint64_t PidFd::inode() const {
+    struct stat st {};
+    if (!kernel_features().pidfs || !fd_ || ::fstat(fd_.get(), &st) < 0)
+        return 0;
+    return static_cast<uint64_t>(st.st_ino);
+}
+
 uint64_t PidFd::start_time() const {
     char path[64];
     std::snprintf(path, sizeof(path), "/proc/%d/stat", pid_);

@@ -32,7 +32,8 @@ struct Creds {
     uid_t ruid = 0, euid = 0, suid = 0;
 };
 
-// A process: its pid in our namespace and a pidfd that pins its identity.
+// A process: its pid in our namespace and a pidfd that pins its identity (inode() names it
+// for the whole boot).
 class PidFd {
   public:
     PidFd() = default;
@@ -63,6 +64,9 @@ class PidFd {
     // Its start time in clock ticks after boot (/proc/PID/stat), verified against the pidfd;
     // 0 if it cannot be read.
     uint64_t start_time() const;
+    // Its pidfs inode number, which names the process for the whole boot (as systemd's PidRef
+    // does); 0 without pidfs (kernel_features().pidfs, Linux 6.9) or without a pidfd.
+    uint64_t inode() const;
     // Real, effective and saved uid, verified against the pidfd.
     Result<Creds> creds() const;
     // Exit status if the kernel reports it (PIDFD_INFO_EXIT, Linux 6.15, only once reaped), or

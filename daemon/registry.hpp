@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: MIT
-// Registry: the watched processes, the bindings between them, and the kills they cause.
+// Registry: the watched processes, the bindings between them, and the kills they cause,
+// reported as events (KillEvent) to a KillObserver.
 #pragma once
 
 #include <sys/types.h>
@@ -129,6 +130,62 @@ struct UidStats {
     uint64_t kills = 0;
 };
 
+// A dead parent, as its kills' descriptions need it: the pidfd gives its exit status.
+// Registry::dead_parents_ counts them (kMaxDeadParents).
+struct DeadParent {
+    explicit DeadParent(size_t *count) : count_(count) { ++*count_; }
+    ~DeadParent() { --*count_; }
+    DeadParent(const DeadParent &) = delete;
+    DeadParent &operator=(const DeadParent &) = delete;
+    size_t *count_; // Registry::dead_parents_
+    pid_t pid = 0;
+    PidFd pidfd; // empty while the parent is still in the registry, or if never open
+    std::array<char, proto::kCommLen> comm{};
+    int status = -2; // wait(2) status, -1 unknown, -2 not read yet
+};
+
+// Which kind of kill (or refusal to kill) an event reports.
+enum class KillNotice : uint8_t {
+    Watched,
+    AtRegistration,
+    AtRestore,
+    Escalated,
+    Refused,
+    EscalationRefused
+};
+
+// What a kill (or a refusal to kill) did: the event the registry reports once the batch's
+// kills are out and its description is due (Registry::describe).
+struct KillEvent {
+    uint64_t noted_ns = 0; // when the kill was noted (describe_due_ns)
+    KillNotice notice = KillNotice::Watched;
+    int signal = 0;
+    pid_t child_pid = 0;
+    Process *pending = nullptr;               // until pinned: the child, still in the registry
+    std::array<char, proto::kCommLen> comm{}; // the child's name, if read before the kill
+    PidFd child;          // once pinned, if the name is unknown: a duplicate, to read it safely
+    uid_t child_ruid = 0; // Refused: the child's uid now
+    Registrant who;
+    uint64_t latency_us = 0;
+    std::shared_ptr<DeadParent> parent; // null for escalations
+    uint8_t scope = proto::kScopeProcess;
+    std::shared_ptr<ScopeKill> scope_kill; // a scope beyond the child: what it reached
+    uint32_t unescalated = 0;              // reached, but not escalated: no fd or quota left
+    bool scope_dropped = false;            // signalled alone: the scope could not be queued
+};
+
+// What consumes the registry's kill events (the KillLog): logging and /proc reads live there,
+// outside the registry.
+class KillObserver {
+  public:
+    // `event` is due: every kill of its batch is out. Its handles are the observer's to use
+    // until it returns.
+    virtual void on_kill(KillEvent &event) = 0;
+
+  protected:
+    ~KillObserver() = default;
+};
+
 class Registry {
   public:
     Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Limits limits);
@@ -178,8 +235,9 @@ class Registry {
     // a registry process its own pidfd duplicate (before any process may be destroyed), and
     // records new escalations in the store.
     void after_kills();
-    // Kills are described (read from /proc, logged) after every kill of the batch is out, a
-    // few at a time, so that descriptions never hold up a kill or a registration.
+    // Kills are described (reported to the KillObserver, which reads /proc and logs) after
+    // every kill of the batch is out, a few at a time, so that descriptions never hold up a
+    // kill or a registration. describe() reports at most `max` events, oldest first.
     bool has_descriptions() const { return !notes_.empty(); }
     size_t descriptions() const { return notes_.size(); }
     void describe(size_t max);
@@ -225,6 +283,9 @@ class Registry {
     void set_store(BindingStore *store) { store_ = store; }
     // Scope kills go to `worker` when there is one (else they are done on the loop).
     void set_scope_worker(ScopeWorker *worker) { scopes_ = worker; }
+    // Kill events go to `observer` when they are described (describe()); without one they are
+    // dropped.
+    void set_kill_observer(KillObserver *observer) { observer_ = observer; }
     // Called by the loop when the scope worker has finished jobs: their kills are noted and
     // escalated.
     void scopes_done();
@@ -250,44 +311,8 @@ class Registry {
     // `keep` (optional) receives the pidfd rather than it being closed.
     void destroy(Process *p, PidFd *keep = nullptr);
 
-    // A dead parent, as its kills' descriptions need it: the pidfd gives its exit status.
-    struct DeadParent {
-        explicit DeadParent(size_t *count) : count_(count) { ++*count_; }
-        ~DeadParent() { --*count_; }
-        DeadParent(const DeadParent &) = delete;
-        DeadParent &operator=(const DeadParent &) = delete;
-        size_t *count_; // Registry::dead_parents_
-        pid_t pid = 0;
-        PidFd pidfd; // empty while the parent is still in the registry, or if never open
-        std::array<char, proto::kCommLen> comm{};
-        int status = -2; // wait(2) status, -1 unknown, -2 not read yet
-    };
-    // What a kill (or a refusal to kill) did, described once the batch's kills are out.
-    enum class Notice : uint8_t {
-        Watched,
-        AtRegistration,
-        AtRestore,
-        Escalated,
-        Refused,
-        EscalationRefused
-    };
-    struct KillNote {
-        uint64_t noted_ns = 0; // when the kill was noted (describe_due_ns)
-        Notice notice = Notice::Watched;
-        int signal = 0;
-        pid_t child_pid = 0;
-        Process *pending = nullptr;               // until pinned: the child, still in the registry
-        std::array<char, proto::kCommLen> comm{}; // the child's name, if read before the kill
-        PidFd child;          // once pinned, if the name is unknown: a duplicate, to read it safely
-        uid_t child_ruid = 0; // Refused: the child's uid now
-        Registrant who;
-        uint64_t latency_us = 0;
-        std::shared_ptr<DeadParent> parent; // null for escalations
-        uint8_t scope = proto::kScopeProcess;
-        std::shared_ptr<ScopeKill> scope_kill; // a scope beyond the child: what it reached
-        uint32_t unescalated = 0;              // reached, but not escalated: no fd or quota left
-        bool scope_dropped = false;            // signalled alone: the scope could not be queued
-    };
+    using Notice = KillNotice;
+    using KillNote = KillEvent;
     // What sending a binding's signal came to.
     struct Sent {
         // Deferred: a scope beyond the child, to be searched for and signalled after every
@@ -336,10 +361,6 @@ class Registry {
     void kill(Process *child, const Policy &policy, const Registrant &who, uint64_t death_ns,
               Notice notice, const std::shared_ptr<DeadParent> &parent,
               const CgroupRef *cgroup = nullptr);
-    void describe_one(KillNote &note);
-    // The processes a scope skipped (not the registrant's), or could not escalate, if any.
-    void describe_skipped(const KillNote &note, const std::string &child_comm,
-                          const char *parent_comm, const std::string &parent_pid);
     // Sends the SIGKILL of escalation `e` to `p`, if it is still allowed, and notes it.
     void escalate(Process *p, const Escalation &e);
     void schedule(Process *p, uint64_t deadline_ns, const Registrant &who, bool from_scope = false);
@@ -364,6 +385,7 @@ class Registry {
     std::vector<Process *> exited_; // drained from child_set_, exits not yet handled
     BindingStore *store_ = nullptr;
     ScopeWorker *scopes_ = nullptr;
+    KillObserver *observer_ = nullptr;
     PidTable<Process> processes_;
     std::unordered_map<uid_t, uint32_t> per_uid_;
     using Deadlines = std::multimap<uint64_t, Escalation>;

@@ -1,152 +1,31 @@
 // SPDX-License-Identifier: MIT
-// The listening socket, client connections and request handling.
+// The Server: orphand assembled from its parts (registry, listener, connections, requests,
+// notifier, binding log) and the event loop that drives them.
 #include "server.hpp"
 
-#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <sys/timerfd.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <climits>
 #include <cstring>
 #include <limits>
-#include <set>
-#include <stdexcept>
 #include <system_error>
-
-#include <systemd/sd-daemon.h>
 
 #include "orphand_config.h"
 
 namespace orphand {
 namespace {
 
-constexpr size_t kReadSize = 16384;
-constexpr int kReadsPerEvent = 16;
-constexpr int kAcceptsPerEvent = 64;
 constexpr size_t kTrimAfter = 512;      // objects gone since the peak worth trimming the heap for
 constexpr size_t kDescribePerTurn = 16; // kill descriptions (a /proc read, a log entry) per turn
-constexpr uint64_t kStatusInterval = 1'000'000'000; // ns between two STATUS= updates at most
 
 [[noreturn]] void fail(int err, const std::string &what) {
     throw std::system_error(err, std::generic_category(), what);
-}
-
-// Output pending: wait until the client reads it, reading nothing meanwhile, so that its replies
-// never pile up beyond one request's worth. Input left for the next turn: nothing.
-uint32_t wanted_events(const Connection &c) {
-    if (c.out.size() > c.out_sent)
-        return EPOLLOUT;
-    if (c.ready || !c.in.empty())
-        return 0;
-    return EPOLLIN;
-}
-
-bool valid_pid(uint32_t pid) {
-    return pid != 0 && pid <= static_cast<uint32_t>(INT_MAX);
-}
-
-// Creates `dir` and its missing parents with mode 0755, refusing symlinks on the way.
-void make_dirs(const std::string &dir) {
-    if (dir.empty() || dir == "/")
-        return;
-    struct stat st {};
-    if (::lstat(dir.c_str(), &st) == 0) {
-        if (!S_ISDIR(st.st_mode))
-            throw std::runtime_error(fmt::format("{} exists and is not a directory (symlinks are "
-                                                 "not followed)",
-                                                 quoted(dir)));
-        return;
-    }
-    make_dirs(dir.substr(0, dir.rfind('/')));
-    if (::mkdir(dir.c_str(), 0755) < 0 && errno != EEXIST)
-        fail(errno, fmt::format("mkdir {}", quoted(dir)));
-}
-
-uint32_t features_mask() {
-    const auto &k = kernel_features();
-    uint32_t f = 0;
-    if (k.peer_pidfd)
-        f |= proto::kFeaturePeerPidfd;
-    if (k.pidfd_info)
-        f |= proto::kFeaturePidfdInfo;
-    if (k.exit_info)
-        f |= proto::kFeatureExitInfo;
-    if (k.pidfs)
-        f |= proto::kFeaturePidfsInode;
-    if (log_to_journal())
-        f |= proto::kFeatureJournal;
-    if (have_pgroup_signal())
-        f |= proto::kFeaturePgroupSignal;
-    if (!cgroup_mount().empty())
-        f |= proto::kFeatureCgroup;
-    return f;
-}
-
-// CapEff of a process that runs as `uid` (real, effective, saved and fs) includes CAP_KILL
-// (bit 5), read from /proc while the pidfd pins it.
-bool has_cap_kill(const PidFd &p, pid_t pid, uid_t uid) {
-    char path[64];
-    std::snprintf(path, sizeof(path), "/proc/%d/status", pid);
-    UniqueFd fd(::open(path, O_RDONLY | O_CLOEXEC));
-    if (!fd)
-        return false;
-    char buf[4096];
-    ssize_t n = ::read(fd.get(), buf, sizeof(buf) - 1);
-    if (n <= 0 || !p.valid() || p.send_signal(0) < 0)
-        return false;
-    buf[n] = '\0';
-    // The process must still run as the uid it connected with. A client that execs a
-    // set-user-ID program after connecting keeps its pid, and that program's capabilities
-    // would otherwise be lent to whoever still holds the connection.
-    const char *ids = std::strstr(buf, "\nUid:");
-    if (!ids)
-        return false;
-    ids += 5;
-    for (int i = 0; i < 4; ++i) {
-        char *end;
-        unsigned long id = std::strtoul(ids, &end, 10);
-        if (end == ids || id != uid)
-            return false;
-        ids = end;
-    }
-    const char *cap = std::strstr(buf, "\nCapEff:");
-    if (!cap)
-        return false;
-    unsigned long long mask = std::strtoull(cap + 8, nullptr, 16);
-    return mask & (1ull << 5);
-}
-
-// The refusal for a pid that pidfd_open(2) would not open. A thread other than a thread group's
-// leader gives ENOENT (EINVAL before Linux 6.9).
-Verdict open_failure(int error) {
-    switch (error) {
-    case -ESRCH:
-        return {-ESRCH, proto::kNoSuchProcess};
-    case -ENOENT:
-    case -EINVAL:
-        return {-EINVAL, proto::kNotAProcess};
-    case -EMFILE:
-    case -ENFILE:
-    case -ENOMEM:
-        return {error, proto::kOutOfFds};
-    default:
-        return {error, proto::kInternal};
-    }
-}
-
-// Inode of one of our own or a process's namespaces, or 0.
-ino_t ns_inode(const char *path) {
-    struct stat st {};
-    return ::stat(path, &st) == 0 ? st.st_ino : 0;
 }
 
 } // namespace
@@ -189,37 +68,22 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
         fail(-r.code(), r.error().what);
     registry_ =
         std::make_unique<Registry>(loop_, std::move(timer), &timer_source_, options_.limits);
+    registry_->set_kill_observer(&kill_log_);
 
-    uint64_t watchdog_usec = 0;
-    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
-        watchdog_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-        if (!watchdog_fd_)
-            fail(errno, "timerfd_create");
-        struct itimerspec its {};
-        uint64_t half = watchdog_usec / 2;
-        its.it_value.tv_sec = static_cast<time_t>(half / 1000000);
-        its.it_value.tv_nsec = static_cast<long>(half % 1000000 * 1000);
-        its.it_interval = its.it_value;
-        ::timerfd_settime(watchdog_fd_.get(), 0, &its, nullptr);
-        if (auto r = loop_.add(watchdog_fd_.get(), EPOLLIN, &watchdog_source_); !r)
-            fail(-r.code(), r.error().what);
-    }
-
-    if (notify_) {
-        status_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-        if (!status_fd_)
-            fail(errno, "timerfd_create");
-        if (auto r = loop_.add(status_fd_.get(), EPOLLIN, &status_source_); !r)
-            fail(-r.code(), r.error().what);
-    }
+    notifier_ = std::make_unique<Notifier>(loop_, *registry_, &watchdog_source_, &status_source_);
 
     closer_ = std::make_unique<FdCloser>(loop_, &closer_source_);
     scopes_ = std::make_unique<ScopeWorker>(loop_, &scopes_source_);
     registry_->set_scope_worker(scopes_.get());
-    bind_listener();
+    Listener listener = acquire_listener(options_.socket_path);
+    listener_ = std::move(listener.fd);
+    socket_activated_ = listener.socket_activated;
+    bound_path_ = std::move(listener.bound_path);
+    if (auto r = loop_.add(listener_.get(), EPOLLIN, &listener_source_); !r)
+        fail(-r.code(), r.error().what);
     for (const auto &o : options_.obsolete)
         log_fmt(LOG_WARNING, "ignoring {}: bindings are kept in the binding log (--state-dir)", o);
-    drop_fd_store();
+    drop_fd_store(listener.passed_fds);
     std::string state_dir = options_.state_dir;
     if (options_.state == Options::StateChoice::Default) {
         // systemd sets it for RuntimeDirectory=, several directories separated by ':'.
@@ -229,6 +93,11 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     }
     if (!state_dir.empty() && options_.state != Options::StateChoice::None)
         binding_log_ = BindingLog::start(state_dir, *registry_);
+    requests_ = std::make_unique<Requests>(*registry_, options_, input_limiter_, start_ns_,
+                                           binding_log_ != nullptr);
+    connections_ = std::make_unique<Connections>(loop_, *closer_, listener_, listener_source_,
+                                                 options_, input_limiter_, *requests_);
+    requests_->set_connections(connections_.get());
     // The restore's kills are all out: describe them now, before any client is served.
     registry_->describe(SIZE_MAX);
 }
@@ -236,102 +105,9 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
 Server::~Server() {
     // Bindings torn down at exit stay in the binding log: the next start restores them.
     registry_->set_store(nullptr);
-    for (auto &[ptr, conn] : connections_) {
-        if (conn->watched)
-            loop_.remove(conn->fd.get());
-        if (conn->fd && !conn->eof)
-            release(std::move(conn->fd), conn->peer.uid);
-    }
-    connections_.clear();
+    connections_.reset();
     if (!bound_path_.empty())
         ::unlink(bound_path_.c_str());
-}
-
-void Server::drop_fd_store() {
-    if (passed_fds_.empty())
-        return;
-    // orphand 0.x kept bindings in systemd's fd store. They are not restored (the binding log
-    // replaced it): the entries are removed, so that systemd passes them no more.
-    std::set<std::string> names;
-    for (auto &e : passed_fds_)
-        names.insert(std::move(e.name));
-    for (const auto &name : names)
-        sd_notifyf(0, "FDSTOREREMOVE=1\nFDNAME=%s", name.c_str());
-    log_fmt(LOG_WARNING,
-            "dropped {} fds ({} entries) of systemd's fd store left by an older orphand: the "
-            "bindings they held are not enforced",
-            passed_fds_.size(), names.size());
-    passed_fds_.clear();
-}
-
-void Server::bind_listener() {
-    char **names = nullptr;
-    int n = sd_listen_fds_with_names(1, &names);
-    if (n > 0) {
-        for (int i = 0; i < n; ++i) {
-            int fd = SD_LISTEN_FDS_START + i;
-            const char *name = names && names[i] ? names[i] : "";
-            if (!listener_ && sd_is_socket_unix(fd, SOCK_STREAM, 1, nullptr, 0) > 0 &&
-                (std::strcmp(name, "orphand") == 0 || std::strcmp(name, "unknown") == 0 ||
-                 std::strcmp(name, "") == 0)) {
-                listener_.reset(fd);
-                ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-                ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-            } else {
-                // Entries of systemd's fd store, left by an older orphand.
-                ::fcntl(fd, F_SETFD, FD_CLOEXEC);
-                passed_fds_.push_back({name, UniqueFd(fd)});
-            }
-        }
-    }
-    if (names) {
-        for (int i = 0; i < n; ++i)
-            std::free(names[i]);
-        std::free(names);
-    }
-    if (listener_) {
-        socket_activated_ = true;
-    } else {
-        std::string path =
-            options_.socket_path.empty() ? default_socket_path() : options_.socket_path;
-        struct sockaddr_un addr {};
-        addr.sun_family = AF_UNIX;
-        if (path.size() >= sizeof(addr.sun_path))
-            throw std::runtime_error(fmt::format("socket path {} is too long ({} bytes, at most "
-                                                 "{})",
-                                                 quoted(path), path.size(),
-                                                 sizeof(addr.sun_path) - 1));
-        std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-        make_dirs(path.substr(0, path.rfind('/')));
-        struct stat st {};
-        if (::lstat(path.c_str(), &st) == 0) {
-            if (!S_ISSOCK(st.st_mode))
-                throw std::runtime_error(
-                    fmt::format("{} exists and is not a socket; not removing it", quoted(path)));
-            // A socket someone still listens on belongs to a running daemon.
-            UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-            if (probe &&
-                ::connect(probe.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0)
-                throw std::runtime_error(
-                    fmt::format("another daemon is listening on {}", quoted(path)));
-            ::unlink(path.c_str());
-        }
-        listener_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-        if (!listener_)
-            fail(errno, "socket");
-        // World-connectable: the daemon decides per request who may bind whom (orphand(8)).
-        mode_t old = ::umask(0111);
-        int r = ::bind(listener_.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr));
-        int err = errno;
-        ::umask(old);
-        if (r < 0)
-            fail(err, fmt::format("bind {}", quoted(path)));
-        bound_path_ = path;
-        if (::listen(listener_.get(), SOMAXCONN) < 0)
-            fail(errno, "listen");
-    }
-    if (auto r = loop_.add(listener_.get(), EPOLLIN, &listener_source_); !r)
-        fail(-r.code(), r.error().what);
 }
 
 int Server::run() {
@@ -350,8 +126,7 @@ int Server::run() {
     if (!binding_log_)
         log_fmt(LOG_INFO, "no binding log: bindings will not survive a restart or a crash of "
                           "orphand (see --state-dir)");
-    sd_notify(0, "READY=1");
-    update_status();
+    notifier_->ready();
 
     while (!stop_) {
         // Blocks when nothing is pending; polls while new parents wait to be named or STATUS=
@@ -359,7 +134,7 @@ int Server::run() {
         // wait to be described until their time (Registry::describe_due_ns).
         int timeout = -1;
         if (registry_->has_unnamed() || (binding_log_ && binding_log_->has_unidentified()) ||
-            status_waiting() || !ready_.empty()) {
+            notifier_->status_waiting() || connections_->has_ready()) {
             timeout = 0;
         } else if (uint64_t due = registry_->describe_due_ns()) {
             uint64_t now = monotonic_ns();
@@ -368,7 +143,7 @@ int Server::run() {
         if (!dispatch(timeout))
             return 1;
     }
-    sd_notify(0, "STOPPING=1");
+    notifier_->stopping();
     // Scope kills still queued are carried out (their searches cut short), then every kill
     // already sent is logged before orphand goes.
     if (!scopes_->finish(10'000))
@@ -392,7 +167,7 @@ bool Server::dispatch(int timeout_ms) {
         registry_->name_parents();
         if (binding_log_)
             binding_log_->identify();
-        update_status();
+        notifier_->update_status();
     }
     // The registry's events first: every kill of the batch is out before anything else runs
     // (requests, logging).
@@ -405,33 +180,26 @@ bool Server::dispatch(int timeout_ms) {
         case Source::Kind::Children:
             break; // the registry's
         case Source::Kind::Connection:
-            on_connection(static_cast<Connection *>(source), events[i].events);
+            connections_->on_connection(static_cast<Connection *>(source), events[i].events);
             break;
         case Source::Kind::Listener:
-            on_listener();
+            connections_->on_listener();
             break;
         case Source::Kind::Signal:
             on_signal();
             break;
         case Source::Kind::Closer:
-            on_closer();
+            connections_->on_closer();
             break;
         case Source::Kind::Scopes:
             registry_->scopes_done();
             break;
-        case Source::Kind::Status: {
-            uint64_t expirations;
-            (void)!::read(status_fd_.get(), &expirations, sizeof(expirations));
-            status_armed_ = false;
-            update_status();
+        case Source::Kind::Status:
+            notifier_->on_status_timer();
             break;
-        }
-        case Source::Kind::Watchdog: {
-            uint64_t expirations;
-            (void)!::read(watchdog_fd_.get(), &expirations, sizeof(expirations));
-            sd_notify(0, "WATCHDOG=1");
+        case Source::Kind::Watchdog:
+            notifier_->on_watchdog();
             break;
-        }
         }
     }
     // Kills are described a few at a time, between batches of events, once their children have
@@ -445,28 +213,16 @@ bool Server::dispatch(int timeout_ms) {
         binding_log_->identify();
     // Connections that yielded or had more to read than one turn's worth go on now, after
     // everyone else's events.
-    if (!ready_.empty()) {
-        std::vector<Connection *> ready;
-        std::swap(ready, ready_);
-        for (Connection *c : ready)
-            if (!c->closing && c->ready)
-                resume(c);
-    }
-    // Freed only now: an event later in the batch may point at them.
-    for (Connection *c : closed_)
-        connections_.erase(c);
-    bool freed = !closed_.empty();
-    closed_.clear();
+    connections_->resume_ready();
+    bool freed = connections_->collect();
     // A process that exited closed its pidfd: a listener paused on EMFILE may accept again.
     freed |= registry_->collect() > 0;
-    if (listener_paused_ && freed) {
-        listener_paused_ = false;
-        (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
-    }
+    if (freed)
+        connections_->fds_freed();
     // glibc keeps freed heap pages: after a burst (a flood of clients, a kill storm) the
     // daemon would stay at its peak size. Give them back once most of the peak is gone.
     auto s = registry_->stats();
-    size_t live = connections_.size() + s.parents + s.children;
+    size_t live = connections_->size() + s.parents + s.children;
     live_high_ = std::max(live_high_, live);
     // Also once nothing is left at all, however small the burst was: an idle daemon is back at
     // its size at start.
@@ -478,841 +234,12 @@ bool Server::dispatch(int timeout_ms) {
     return true;
 }
 
-void Server::adopt_connection(UniqueFd fd, const struct ucred &peer) {
-    auto c = std::make_unique<Connection>();
-    c->fd = std::move(fd);
-    c->peer = peer;
-    int one = 1;
-    (void)::setsockopt(c->fd.get(), SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
-    if (peer.pid > 0)
-        if (auto p = PidFd::open(peer.pid))
-            c->peer_pidfd = std::move(*p);
-    Connection *raw = c.get();
-    raw->interest = EPOLLIN;
-    if (auto r = loop_.add(raw->fd.get(), EPOLLIN, raw); !r)
-        return;
-    raw->watched = true;
-    ++connections_per_uid_[peer.uid];
-    connections_.emplace(raw, std::move(c));
-}
-
 void Server::on_signal() {
     struct signalfd_siginfo si {};
     while (::read(signal_fd_.get(), &si, sizeof(si)) == sizeof(si)) {
         if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
             stop_ = true;
     }
-}
-
-bool Server::status_stale() const {
-    if (!notify_)
-        return false;
-    auto s = registry_->stats();
-    return s.parents != status_sent_.parents || s.children != status_sent_.children ||
-           s.kills != status_sent_.kills;
-}
-
-bool Server::status_waiting() const {
-    // Out of date and not yet waiting for its turn: the loop sends it (or arms status_fd_) as
-    // soon as it finds nothing else to do.
-    return !status_armed_ && (status_stale() || (notify_ && !status_sent_once_));
-}
-
-void Server::update_status() {
-    // Sent from an idle loop only, and at most once per kStatusInterval: each STATUS= is a
-    // datagram that PID 1 must parse. One per registration or per child's exit would put a
-    // flood's or a fan-out kill's cost on PID 1, competing for the CPUs with the children that
-    // must run to die.
-    if (!notify_ || status_armed_ || (!status_stale() && status_sent_once_))
-        return;
-    uint64_t now = monotonic_ns();
-    if (status_sent_once_ && now - status_sent_ns_ < kStatusInterval) {
-        if (arm_timer_at(status_fd_.get(), status_sent_ns_ + kStatusInterval)) {
-            status_armed_ = true;
-            return;
-        }
-    }
-    auto s = registry_->stats();
-    sd_notifyf(0, "STATUS=watching %u parents, %u children; %llu killed since start", s.parents,
-               s.children, static_cast<unsigned long long>(s.kills));
-    status_sent_ = s;
-    status_sent_once_ = true;
-    status_sent_ns_ = now;
-}
-
-void Server::on_listener() {
-    for (int i = 0; i < kAcceptsPerEvent; ++i) {
-        if (closer_->full()) {
-            // Too many fds wait to be closed (closes that block): a connection refused now
-            // would add one more. Accept again once the FdCloser catches up.
-            listener_paused_ = true;
-            (void)loop_.modify(listener_.get(), 0, &listener_source_);
-            if (input_limiter_.allow())
-                log_fmt(LOG_WARNING,
-                        "{} passed fds or connections are still being closed; not "
-                        "accepting connections until fewer are",
-                        closer_->pending());
-            return;
-        }
-        UniqueFd fd(::accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-        if (!fd) {
-            int err = errno;
-            if (err == EMFILE || err == ENFILE) {
-                // Stop accepting until a connection or a watched process frees an fd, rather
-                // than spinning on a listener that stays readable.
-                listener_paused_ = true;
-                (void)loop_.modify(listener_.get(), 0, &listener_source_);
-                if (input_limiter_.allow())
-                    log_fmt(LOG_WARNING, "out of file descriptors; not accepting connections "
-                                         "until a connection or a watched process frees one");
-            }
-            return;
-        }
-        auto c = std::make_unique<Connection>();
-        socklen_t len = sizeof(c->peer);
-        if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &c->peer, &len) < 0) {
-            // Whatever the peer queued on it is released with it: never on the loop.
-            release(std::move(fd), static_cast<uid_t>(-1));
-            continue;
-        }
-        c->fd = std::move(fd);
-        // Urgent data (MSG_OOB, Linux 5.15) is read inline, as part of the stream: otherwise a
-        // read passes over it and the kernel releases the fds sent with it here, on the loop.
-        int one = 1;
-        (void)::setsockopt(c->fd.get(), SOL_SOCKET, SO_OOBINLINE, &one, sizeof(one));
-        if (kernel_features().peer_pidfd) {
-            int pfd = -1;
-            socklen_t plen = sizeof(pfd);
-            if (::getsockopt(c->fd.get(), SOL_SOCKET, kSoPeerPidfd, &pfd, &plen) == 0 && pfd >= 0)
-                c->peer_pidfd = PidFd(c->peer.pid, UniqueFd(pfd));
-        } else if (c->peer.pid > 0) {
-            // FIXME: drop once Linux 6.5 is the minimum. Opened by pid: racy if the peer is
-            // already gone and its pid reused; orphanctl status reports this fallback.
-            if (auto p = PidFd::open(c->peer.pid))
-                c->peer_pidfd = std::move(*p);
-        }
-        bool root = c->peer.uid == 0;
-        uint32_t &per_uid = connections_per_uid_[c->peer.uid];
-        // 0 means unlimited, as for the binding limits.
-        if ((options_.max_connections && connections_.size() >= options_.max_connections) ||
-            (!root && options_.max_connections_per_uid &&
-             per_uid >= options_.max_connections_per_uid)) {
-            if (per_uid == 0)
-                connections_per_uid_.erase(c->peer.uid);
-            if (input_limiter_.allow())
-                log_entry(LOG_WARNING, msgid::kRefused,
-                          fmt::format("refusing connection from pid {} uid {}: {}", c->peer.pid,
-                                      c->peer.uid, proto::reason_text(proto::kLimitConnections)),
-                          {{"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
-                           {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)}});
-            release(std::move(c->fd), c->peer.uid);
-            continue;
-        }
-        ++per_uid;
-        Connection *raw = c.get();
-        connections_.emplace(raw, std::move(c));
-        // Most clients (the shim, "connect, send, close") have sent everything by the time
-        // they are accepted: read first, and a connection that is already done never costs
-        // an epoll registration.
-        read_from(raw, true);
-        if (raw->closing || raw->throttled)
-            continue;
-        raw->interest = wanted_events(*raw);
-        if (auto r = loop_.add(raw->fd.get(), raw->interest, raw); !r) {
-            close_connection(raw);
-            continue;
-        }
-        raw->watched = true;
-    }
-}
-
-void Server::on_connection(Connection *c, uint32_t events) {
-    if (c->closing)
-        return;
-    if ((events & (EPOLLHUP | EPOLLERR)) && !c->hangup) {
-        // Both directions are shut (or the peer is gone): no reply can reach it any more, but
-        // what it sent before still counts, as a legacy client's records always have. Pending
-        // replies are dropped and the rest of its input is read and handled until EOF.
-        c->hangup = true;
-        c->out.clear();
-        c->out_sent = 0;
-    }
-    if (events & EPOLLOUT)
-        flush(c);
-    resume(c);
-}
-
-void Server::resume(Connection *c) {
-    if (c->closing || c->throttled)
-        return;
-    c->ready = false;
-    if (c->out.size() > c->out_sent) {
-        // Nothing more is handled until the client has taken its replies.
-        update_interest(c);
-        return;
-    }
-    if (!c->in.empty()) {
-        std::string in = std::move(c->in);
-        c->in.clear();
-        size_t taken = 0;
-        while (taken < in.size() && !c->closing) {
-            size_t n = c->framer.feed_until(
-                reinterpret_cast<const unsigned char *>(in.data()) + taken, in.size() - taken,
-                [&](const unsigned char *m, size_t size) { return handle(c, m, size); });
-            taken += n;
-            if (c->out.size() > c->out_sent || c->ready)
-                break;
-        }
-        if (c->closing)
-            return;
-        if (taken < in.size()) {
-            c->in.assign(in, taken);
-            update_interest(c);
-            return;
-        }
-    }
-    if (c->out.size() == c->out_sent && !c->ready)
-        read_from(c, c->hangup);
-    if (!c->closing)
-        update_interest(c);
-}
-
-ssize_t Server::receive(Connection *c, unsigned char *buf, size_t size) {
-    // A client sends fds with the first byte of a message, but one recvmsg may join the bytes
-    // of several sends, fds or not: the kernel stops after the first send with fds, wherever
-    // that began. So a read that may meet fds stops at the end of the current message, and
-    // then they belong to it. Whether fds lie ahead is asked first with a peek that takes
-    // none (MSG_CTRUNC says so; the copies it drops are not the last references, so that never
-    // blocks). A client that sent fds is read message by message until one comes without.
-    size_t want = size;
-    if (c->exact) {
-        want = c->framer.remaining();
-    } else {
-        struct iovec iov = {buf, size};
-        struct msghdr peek {};
-        peek.msg_iov = &iov;
-        peek.msg_iovlen = 1;
-        ssize_t n = ::recvmsg(c->fd.get(), &peek, MSG_PEEK | MSG_DONTWAIT);
-        if (n <= 0)
-            return n < 0 ? -errno : 0;
-        if (peek.msg_flags & MSG_CTRUNC) {
-            c->exact = true;
-            want = c->framer.remaining();
-        } else {
-            want = static_cast<size_t>(n);
-        }
-    }
-    // Room for all the fds one message can carry (SCM_MAX_FD): any the kernel could not
-    // install, it would release here, on the loop, where the last close may block.
-    union {
-        struct cmsghdr align;
-        char data[CMSG_SPACE(sizeof(int) * 253)];
-    } control;
-    struct iovec iov = {buf, want};
-    struct msghdr msg {};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data;
-    msg.msg_controllen = sizeof(control.data);
-    ssize_t n = ::recvmsg(c->fd.get(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-    if (n < 0)
-        return -errno;
-    bool got_fds = CMSG_FIRSTHDR(&msg) != nullptr || (msg.msg_flags & MSG_CTRUNC);
-    keep_fds(c, msg);
-    if (n > 0)
-        c->exact = got_fds;
-    return n;
-}
-
-void Server::keep_fds(Connection *c, struct msghdr &msg) {
-    // Every fd is taken at once, so that none leaks whatever happens to the message. Pidfds
-    // are kept for the message; any other fd goes to the FdCloser unexamined.
-    bool first = !c->has_fds;
-    if (first) {
-        c->fds = FdBatch{};
-        c->fds.message = c->consumed;
-    }
-    bool any = false;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-            continue;
-        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t j = 0; j < count; ++j) {
-            int raw;
-            std::memcpy(&raw, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
-            UniqueFd fd(raw);
-            any = true;
-            bool pidfd = is_pidfd(fd.get());
-            // Fds sent with a later part of the same message break the protocol's rule: the
-            // message is refused as carrying too many.
-            if (!first || c->fds.count == c->fds.fds.size())
-                c->fds.too_many = true;
-            else if (pidfd)
-                c->fds.fds[c->fds.count++] = std::move(fd);
-            else
-                c->fds.not_pidfd[c->fds.count++] = true;
-            if (fd)
-                pidfd ? fd.reset() : closer_->take(std::move(fd), c->peer.uid);
-        }
-    }
-    if (msg.msg_flags & MSG_CTRUNC) {
-        any = true;
-        c->fds.too_many = true;
-    }
-    if (any)
-        c->has_fds = true;
-}
-
-void Server::read_from(Connection *c, bool until_eagain) {
-    static unsigned char buf[kReadSize];
-    for (int i = 0; i < kReadsPerEvent && !c->closing; ++i) {
-        if (closer_->throttled(c->peer.uid)) {
-            throttle(c);
-            return;
-        }
-        ssize_t n = receive(c, buf, sizeof(buf));
-        if (n < 0 && (n == -EAGAIN || n == -EINTR))
-            return;
-        if (n <= 0) {
-            // EOF, or an error that ends the stream: nothing more can arrive, and everything
-            // that arrived before has been handled, so closing it cannot block.
-            c->eof = true;
-            close_connection(c);
-            return;
-        }
-        if (!process(c, buf, static_cast<size_t>(n)))
-            return;
-        // A short read usually drained the socket; only a fresh connection, or one whose peer
-        // has gone, reads on to see the EOF.
-        if (static_cast<size_t>(n) < sizeof(buf) && !until_eagain && !c->exact)
-            return;
-    }
-}
-
-bool Server::process(Connection *c, const unsigned char *data, size_t size) {
-    // Requests are handled only while their replies are taken: once output is pending (the
-    // client is not reading) or a request yielded the loop, the rest waits in `in`.
-    size_t taken = c->framer.feed_until(
-        data, size, [&](const unsigned char *m, size_t len) { return handle(c, m, len); });
-    if (c->closing)
-        return false;
-    if (taken < size)
-        c->in.append(reinterpret_cast<const char *>(data) + taken, size - taken);
-    return c->in.empty() && c->out.size() == c->out_sent && !c->ready;
-}
-
-void Server::throttle(Connection *c) {
-    if (c->throttled)
-        return;
-    c->throttled = true;
-    if (c->watched) {
-        loop_.remove(c->fd.get());
-        c->watched = false;
-    }
-    throttled_.push_back(c);
-}
-
-void Server::release(UniqueFd fd, uid_t uid) {
-    // The last close of a Unix socket releases the fds still queued in it, and those are the
-    // client's to choose. Once its reading side is shut, the peer can queue nothing more
-    // (unix(7): its sends fail with EPIPE); if nothing is queued then, the close cannot block.
-    int queued = 1;
-    if (::shutdown(fd.get(), SHUT_RD) == 0 && ::ioctl(fd.get(), FIONREAD, &queued) == 0 &&
-        queued == 0)
-        fd.reset();
-    else
-        closer_->take(std::move(fd), uid);
-}
-
-void Server::on_closer() {
-    closer_->drain_notification();
-    if (listener_paused_ && !closer_->full()) {
-        listener_paused_ = false;
-        (void)loop_.modify(listener_.get(), EPOLLIN, &listener_source_);
-    }
-    std::vector<Connection *> again;
-    std::swap(again, throttled_);
-    for (Connection *c : again) {
-        if (c->closing)
-            continue;
-        if (closer_->throttled(c->peer.uid)) {
-            throttled_.push_back(c);
-            continue;
-        }
-        c->throttled = false;
-        c->interest = 0;
-        if (auto r = loop_.add(c->fd.get(), 0, c); !r) {
-            close_connection(c);
-            continue;
-        }
-        c->watched = true;
-        resume(c);
-    }
-}
-
-bool Server::handle(Connection *c, const unsigned char *msg, size_t size) {
-    uint64_t start = c->consumed;
-    c->consumed += size;
-    FdBatch *fds = c->has_fds && c->fds.message == start ? &c->fds : nullptr;
-    uint32_t action = proto::load<proto::Record>(msg).action;
-    if (size == sizeof(proto::Record))
-        handle_legacy(c, proto::load<proto::Record>(msg), fds);
-    else
-        handle_v1(c, proto::load<proto::Request>(msg), fds);
-    if (c->has_fds && c->fds.message <= start) {
-        c->has_fds = false;
-        c->fds = FdBatch{}; // closes whatever was not adopted: pidfds only
-    }
-    if (c->closing)
-        return false;
-    // A LIST or STATUS may cost the loop a while: one per connection per turn.
-    if (action == proto::kList || action == proto::kStatus) {
-        if (!c->ready) {
-            c->ready = true;
-            ready_.push_back(c);
-        }
-        return false;
-    }
-    return c->out.size() == c->out_sent;
-}
-
-void Server::handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds) {
-    switch (r.action) {
-    case proto::kPing:
-        reply(c, &r, sizeof(r));
-        return;
-    case proto::kRegister: {
-        Verdict v = do_register(c, r.parent, r.child, options_.policy, fds);
-        if (v.error < 0)
-            log_refusal(c, "REGISTER", r.parent, r.child, v);
-        return;
-    }
-    case proto::kUnregister: {
-        Verdict v = do_unregister(c, r.parent, r.child);
-        if (v.error < 0)
-            log_refusal(c, "UNREGISTER", r.parent, r.child, v);
-        return;
-    }
-    case proto::kHello:
-        if (r.parent == proto::kHelloMagic && r.child >= 1) {
-            c->v1 = true;
-            c->version = static_cast<uint8_t>(std::min(r.child, proto::kVersion));
-            c->framer.set_size(sizeof(proto::Request));
-            proto::Reply rep{};
-            rep.action = proto::kHello;
-            rep.count = c->version;
-            reply(c, &rep, sizeof(rep));
-            return;
-        }
-        [[fallthrough]];
-    default:
-        log_refusal(c, "record", r.parent, r.child, {-EINVAL, proto::kUnknownAction});
-        return;
-    }
-}
-
-void Server::handle_v1(Connection *c, const proto::Request &q, FdBatch *fds) {
-    constexpr uint32_t known_flags = proto::kFlagSignal | proto::kFlagGrace;
-    bool scope_ok = q.action == proto::kRegister ? q.scope < proto::kScopeCount : q.scope == 0;
-    if (!scope_ok || (q.flags & ~known_flags)) {
-        send_reply(c, q, {-EINVAL, proto::kBadPolicy});
-        return;
-    }
-    switch (q.action) {
-    case proto::kPing:
-    case proto::kHello:
-        send_reply(c, q, {0, proto::kOk}, q.action == proto::kHello ? c->version : 0);
-        return;
-    case proto::kRegister: {
-        Policy policy = options_.policy;
-        if (q.flags & proto::kFlagSignal) {
-            if (q.signal < 1 || q.signal >= NSIG) {
-                send_reply(c, q, {-EINVAL, proto::kBadPolicy});
-                return;
-            }
-            policy.signal = q.signal;
-        }
-        if (q.flags & proto::kFlagGrace)
-            policy.grace_ms = q.grace_ms;
-        policy.scope = static_cast<uint8_t>(q.scope);
-        Verdict v = do_register(c, q.parent, q.child, policy, fds);
-        if (v.error < 0)
-            log_refusal(c, "REGISTER", q.parent, q.child, v);
-        send_reply(c, q, v);
-        return;
-    }
-    case proto::kUnregister:
-        send_reply(c, q, do_unregister(c, q.parent, q.child));
-        return;
-    case proto::kList:
-        list(c, q);
-        return;
-    case proto::kStatus:
-        status(c, q);
-        return;
-    default:
-        log_refusal(c, "request", q.parent, q.child, {-EINVAL, proto::kUnknownAction});
-        send_reply(c, q, {-EINVAL, proto::kUnknownAction});
-        return;
-    }
-}
-
-bool Server::peer_foreign(Connection *c) {
-    if (c->pidns_known)
-        return c->foreign_pidns;
-    c->pidns_known = true;
-    static const ino_t our_pidns = ns_inode("/proc/self/ns/pid");
-    // The peer's pid (from SO_PEERCRED, in our namespace) is 0 if the peer is invisible to us.
-    // Otherwise NSpid lists its pid at each level from ours down: one level means ours. That
-    // works through the pidfd without ptrace access to the peer's /proc entries, which an
-    // orphand running under DynamicUser= lacks for other users.
-    // A process never changes pid namespace, and clients often connect many times from one
-    // process (the shim once per fork): the last answer is kept, keyed by the peer's pidfs
-    // inode, which names one process for the whole boot.
-    uint64_t inode = 0;
-    if (kernel_features().pidfs && c->peer_pidfd.valid()) {
-        struct stat st {};
-        if (::fstat(c->peer_pidfd.fd(), &st) == 0)
-            inode = st.st_ino;
-        if (inode != 0 && inode == last_peer_.inode) {
-            c->foreign_pidns = last_peer_.foreign;
-            c->peer_inner_pid = last_peer_.inner_pid;
-            return c->foreign_pidns;
-        }
-    }
-    std::array<pid_t, 8> levels{};
-    int n = c->peer.pid > 0 && c->peer_pidfd.valid() ? pidfd_nspids(c->peer_pidfd.fd(), levels) : 0;
-    if (n >= 1 && levels[0] > 0) {
-        c->foreign_pidns = n > 1;
-        c->peer_inner_pid = levels[n - 1];
-        last_peer_ = {inode, c->foreign_pidns, c->peer_inner_pid};
-    } else if (c->peer.pid > 0) {
-        // Gone already (its pidfd no longer names pids): fall back to /proc, trusted only if
-        // the peer is still unreaped after the read. If not even that, only pidfds count.
-        char path[64];
-        std::snprintf(path, sizeof(path), "/proc/%d/ns/pid", c->peer.pid);
-        ino_t pidns = ns_inode(path);
-        c->foreign_pidns = !(pidns != 0 && pidns == our_pidns && c->peer_pidfd.valid() &&
-                             c->peer_pidfd.send_signal(0) == 0);
-    } else {
-        c->foreign_pidns = true;
-    }
-    return c->foreign_pidns;
-}
-
-bool Server::peer_privileged(Connection *c) {
-    // SO_PEERCRED maps the uid into our user namespace: 0 is our root.
-    if (c->peer.uid == 0)
-        return true;
-    if (c->privilege_known)
-        return c->privileged;
-    c->privilege_known = true;
-    // CAP_KILL counts only when held in our user namespace. Read once per connection, when
-    // it first matters: a registration, or a request that reaches other users' bindings.
-    static const ino_t our_userns = ns_inode("/proc/self/ns/user");
-    char path[64];
-    std::snprintf(path, sizeof(path), "/proc/%d/ns/user", c->peer.pid);
-    c->privileged = c->peer.pid > 0 && ns_inode(path) == our_userns &&
-                    has_cap_kill(c->peer_pidfd, c->peer.pid, c->peer.uid);
-    return c->privileged;
-}
-
-Verdict Server::do_register(Connection *c, uint32_t parent_pid, uint32_t child_pid,
-                            const Policy &policy, FdBatch *fds) {
-    if (fds && fds->too_many)
-        return {-E2BIG, proto::kTooManyFds};
-    size_t nfds = fds ? fds->count : 0;
-    if (!valid_pid(child_pid) || !valid_pid(parent_pid))
-        return {-EINVAL, proto::kBadPid};
-    if (parent_pid == child_pid)
-        return {-EINVAL, proto::kSameProcess};
-    // Raw pids are only meaningful from a client in our pid namespace. The namespace is looked
-    // up only when a request depends on it: pidfds that match the pids in the record (the
-    // shim's case) do not.
-    if (nfds == 0 && peer_foreign(c))
-        return {-EXDEV, proto::kForeignPidNamespace};
-
-    // Checks a passed pidfd against the pid the client named. A client in another pid
-    // namespace names pids as it sees them; then any level of the process's pids matches.
-    auto matches = [&](const PidFd &p, uint32_t pid) {
-        if (static_cast<uint32_t>(p.pid()) == pid)
-            return true;
-        if (!peer_foreign(c))
-            return false;
-        std::array<pid_t, 8> levels{};
-        int n = pidfd_nspids(p.fd(), levels);
-        for (int i = 0; i < n; ++i)
-            if (static_cast<uint32_t>(levels[i]) == pid)
-                return true;
-        return false;
-    };
-    auto adopt = [&](size_t index, uint32_t pid, Verdict *v, ProcessInfo *info) -> PidFd {
-        if (fds->not_pidfd[index]) {
-            *v = {-EBADF, proto::kNotPidfd};
-            return {};
-        }
-        auto p = PidFd::adopt(std::move(fds->fds[index]), info);
-        if (!p) {
-            *v = p.code() == -ESRCH    ? Verdict{-ESRCH, proto::kNoSuchProcess}
-                 : p.code() == -EINVAL ? Verdict{-EINVAL, proto::kNotAProcess}
-                                       : Verdict{-EBADF, proto::kNotPidfd};
-            return {};
-        }
-        if (!matches(*p, pid)) {
-            *v = {-EINVAL, proto::kPidfdMismatch};
-            return {};
-        }
-        return std::move(*p);
-    };
-
-    Verdict v;
-    PidFd child;
-    // One PIDFD_GET_INFO (6.13+) gives the pid, the parent pid and the credentials.
-    ProcessInfo info;
-    if (nfds >= 1) {
-        child = adopt(0, child_pid, &v, &info);
-        if (!child.valid())
-            return v;
-    } else {
-        auto p = PidFd::open(static_cast<pid_t>(child_pid));
-        if (!p)
-            return open_failure(p.code());
-        child = std::move(*p);
-        if (kernel_features().pidfd_info && pidfd_get_info(child.fd(), &info) < 0)
-            info = {};
-    }
-    pid_t cpid = child.pid();
-    // Kernel threads are kthreadd (pid 2) and its children; /proc confirms the flag.
-    bool maybe_kthread = !info.have_pid || info.ppid == 2;
-    static const pid_t self = ::getpid();
-    if (cpid == 1 || cpid == 2 || cpid == self || (maybe_kthread && is_kernel_thread(cpid)))
-        return {-EPERM, proto::kProtectedTarget};
-    // A passed pidfd proves which process it is, not that the client may signal it: kill(2)'s
-    // rule, the client's uid against the child's real or saved uid, unless privileged.
-    Creds creds;
-    if (info.have_creds) {
-        creds = {info.ruid, info.euid, info.suid};
-    } else if (auto r = child.creds()) {
-        creds = *r;
-    } else {
-        return {-ESRCH, proto::kNoSuchProcess};
-    }
-    bool own_child = c->peer.uid == creds.ruid || c->peer.uid == creds.suid;
-    if (!own_child && !peer_privileged(c))
-        return {-EPERM, proto::kNotPermitted};
-
-    PidFd parent;
-    if (nfds >= 2) {
-        parent = adopt(1, parent_pid, &v, nullptr);
-        if (!parent.valid())
-            return v;
-    } else if (static_cast<pid_t>(parent_pid) == c->peer.pid ||
-               (peer_foreign(c) && static_cast<pid_t>(parent_pid) == c->peer_inner_pid)) {
-        // The client itself, through the connection's pidfd: no pid race even if it is already
-        // gone. A client in another pid namespace can name no other parent without a pidfd.
-        if (!c->peer_pidfd.valid())
-            return {-ESRCH, proto::kNoSuchProcess};
-        parent = PidFd(c->peer.pid, UniqueFd(::fcntl(c->peer_pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
-        if (!parent.valid())
-            return {-errno, proto::kOutOfFds};
-    } else if (peer_foreign(c)) {
-        return {-EXDEV, proto::kForeignPidNamespace};
-    } else {
-        auto p = PidFd::open(static_cast<pid_t>(parent_pid));
-        if (p) {
-            parent = std::move(*p);
-        } else if (p.code() == -ESRCH) {
-            // No such process: it already died. The binding is acted on at once.
-            parent = PidFd(static_cast<pid_t>(parent_pid), UniqueFd());
-        } else {
-            // Anything else says nothing of the parent's death: a kill on a guess would be a
-            // kill by mistake.
-            return open_failure(p.code());
-        }
-    }
-    // Whether the client may signal any process is part of the binding even when it binds its
-    // own child: that child may change its uid before the kill, and the registrant's right to
-    // kill it then is what it had at registration. Read once per connection.
-    return registry_->add(std::move(parent), std::move(child), policy,
-                          Registrant{c->peer.uid, c->peer.pid, peer_privileged(c)});
-}
-
-Verdict Server::do_unregister(Connection *c, uint32_t parent_pid, uint32_t child_pid) {
-    if (!valid_pid(child_pid) || !valid_pid(parent_pid))
-        return {-EINVAL, proto::kBadPid};
-    if (peer_foreign(c))
-        return {-EXDEV, proto::kForeignPidNamespace};
-    return registry_->remove(static_cast<pid_t>(parent_pid), static_cast<pid_t>(child_pid),
-                             Registrant{c->peer.uid, c->peer.pid, peer_privileged(c)});
-}
-
-void Server::log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child,
-                         Verdict v) {
-    if (v.reason == proto::kNoSuchProcess) {
-        // A child that exited before its registration was read: an ordinary race (a shell
-        // running /bin/true), nothing to warn about.
-        log_fmt(LOG_DEBUG, "ignored {} (parent {}, child {}) from pid {}: child already gone", what,
-                parent, child, c->peer.pid);
-        return;
-    }
-    // Client-controlled input: a per-connection cap and a global rate keep a flood of junk
-    // from flooding the log.
-    if (++c->bad_records > 3 || !input_limiter_.allow())
-        return;
-    uint64_t suppressed = input_limiter_.take_suppressed();
-    log_entry(
-        LOG_WARNING, msgid::kRefused,
-        fmt::format("refused {} (parent {}, child {}) from pid {} uid {}: {}{}", what, parent,
-                    child, c->peer.pid, c->peer.uid, proto::reason_text(v.reason),
-                    suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed) : ""),
-        {{"ORPHAND_PARENT_PID", std::to_string(parent)},
-         {"ORPHAND_CHILD_PID", std::to_string(child)},
-         {"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
-         {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)},
-         {"ORPHAND_REASON", proto::reason_text(v.reason)},
-         {"ERRNO", std::to_string(-v.error)}});
-}
-
-void Server::send_reply(Connection *c, const proto::Request &q, Verdict v, uint32_t count) {
-    proto::Reply r{};
-    r.seq = q.seq;
-    r.action = q.action;
-    r.error = v.error;
-    r.reason = v.reason;
-    r.count = count;
-    reply(c, &r, sizeof(r));
-}
-
-void Server::reply(Connection *c, const void *data, size_t size) {
-    if (c->hangup)
-        return; // the peer can no longer read it
-    c->out.append(static_cast<const char *>(data), size);
-    flush(c);
-}
-
-void Server::flush(Connection *c) {
-    while (c->out_sent < c->out.size()) {
-        ssize_t n = ::send(c->fd.get(), c->out.data() + c->out_sent, c->out.size() - c->out_sent,
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EINTR)
-                break;
-            // The peer shut its reading side or is gone: drop the replies, and handle what it
-            // sent until EOF as after a hangup.
-            c->hangup = true;
-            break;
-        }
-        c->out_sent += static_cast<size_t>(n);
-    }
-    // Sent bytes are dropped from the front only once they are most of the buffer, so that a
-    // large reply sent in many pieces is moved a bounded number of times, not once per piece.
-    if (c->out_sent == c->out.size() || c->hangup) {
-        c->out.clear();
-        c->out_sent = 0;
-    } else if (c->out_sent >= kReadSize && c->out_sent * 2 >= c->out.size()) {
-        c->out.erase(0, c->out_sent);
-        c->out_sent = 0;
-    }
-    if (c->watched && !c->closing)
-        update_interest(c);
-}
-
-void Server::update_interest(Connection *c) {
-    uint32_t want = wanted_events(*c);
-    if (want == c->interest || !c->watched)
-        return;
-    c->interest = want;
-    (void)loop_.modify(c->fd.get(), want, c);
-}
-
-void Server::close_connection(Connection *c) {
-    if (c->closing)
-        return;
-    c->closing = true;
-    if (c->watched)
-        loop_.remove(c->fd.get());
-    auto it = connections_per_uid_.find(c->peer.uid);
-    if (it != connections_per_uid_.end() && --it->second == 0)
-        connections_per_uid_.erase(it);
-    if (c->eof)
-        c->fd.reset();
-    else
-        release(std::move(c->fd), c->peer.uid);
-    c->has_fds = false;
-    c->fds = FdBatch{};
-    if (c->throttled)
-        std::erase(throttled_, c);
-    if (c->ready)
-        std::erase(ready_, c);
-    closed_.push_back(c);
-}
-
-void Server::list(Connection *c, const proto::Request &q) {
-    // Children that have exited are not listed, even those whose exits wait to be retired.
-    registry_->retire_exited_children();
-    std::vector<proto::BindingInfo2> infos;
-    infos.reserve(registry_->stats().bindings);
-    uint64_t now = monotonic_ns();
-    // Unprivileged clients see their own bindings only: who registered what, and which of
-    // another user's processes are watched, is not theirs to know.
-    bool all = peer_privileged(c);
-    registry_->for_each([&](const Binding &b) {
-        if (!all && b.registrant.uid != c->peer.uid)
-            return;
-        proto::BindingInfo2 i2{};
-        i2.scope = b.policy.scope;
-        proto::BindingInfo &i = i2.info;
-        i.parent_pid = static_cast<uint32_t>(b.parent->pidfd.pid());
-        i.child_pid = static_cast<uint32_t>(b.child->pidfd.pid());
-        i.registrant_uid = b.registrant.uid;
-        i.registrant_pid = static_cast<uint32_t>(b.registrant.pid);
-        i.signal = b.policy.signal;
-        i.grace_ms = b.policy.grace_ms;
-        i.age_ms = (now - b.created_ns) / 1000000u;
-        std::snprintf(i.parent_comm, sizeof(i.parent_comm), "%s", registry_->name_of(b.parent));
-        std::snprintf(i.child_comm, sizeof(i.child_comm), "%s", registry_->name_of(b.child));
-        infos.push_back(i2);
-    });
-    send_reply(c, q, {0, proto::kOk}, static_cast<uint32_t>(infos.size()));
-    if (c->version >= proto::kVersionScopes) {
-        reply(c, infos.data(), infos.size() * sizeof(proto::BindingInfo2));
-        return;
-    }
-    std::vector<proto::BindingInfo> v1;
-    v1.reserve(infos.size());
-    for (const auto &i2 : infos)
-        v1.push_back(i2.info);
-    reply(c, v1.data(), v1.size() * sizeof(proto::BindingInfo));
-}
-
-void Server::status(Connection *c, const proto::Request &q) {
-    registry_->retire_exited_children();
-    auto s = registry_->stats();
-    proto::StatusInfo info{};
-    std::snprintf(info.version, sizeof(info.version), "%s", ORPHAND_VERSION);
-    info.uptime_ms = (monotonic_ns() - start_ns_) / 1000000u;
-    if (peer_privileged(c)) {
-        info.kills = s.kills;
-        info.parents = s.parents;
-        info.children = s.children;
-        info.bindings = s.bindings;
-        info.connections = static_cast<uint32_t>(connections_.size());
-    } else {
-        // What others have bound, and how busy the daemon is with them, is not for an
-        // unprivileged client to learn (orphand(8), SECURITY): it gets its own figures.
-        auto mine = registry_->stats_of(c->peer.uid);
-        info.kills = mine.kills;
-        info.bindings = mine.bindings;
-        auto conns = connections_per_uid_.find(c->peer.uid);
-        info.connections = conns == connections_per_uid_.end() ? 0 : conns->second;
-        info.scope = proto::kStatusOwn;
-    }
-    info.features = features_mask() | (binding_log_ ? proto::kFeatureDurable : 0u);
-    info.daemon_pid = static_cast<uint32_t>(::getpid());
-    info.default_signal = static_cast<uint32_t>(options_.policy.signal);
-    info.default_grace_ms = options_.policy.grace_ms;
-    send_reply(c, q, {0, proto::kOk}, 1);
-    reply(c, &info, sizeof(info));
 }
 
 } // namespace orphand

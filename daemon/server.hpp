@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Server: the listening socket, client connections, and the requests they carry.
+// Server: orphand assembled from its parts, and its event loop.
 #pragma once
 
 #include <sys/socket.h>
@@ -13,57 +13,21 @@
 #include <vector>
 
 #include "binding_log.hpp"
+#include "connection.hpp"
 #include "event_loop.hpp"
 #include "fd_closer.hpp"
+#include "kill_log.hpp"
+#include "listener.hpp"
 #include "log.hpp"
+#include "notify.hpp"
 #include "options.hpp"
+#include "peer.hpp"
 #include "pidfd.hpp"
 #include "registry.hpp"
+#include "request.hpp"
+#include "requests.hpp"
 
 namespace orphand {
-
-// Fds that came with a message. Only pidfds are kept (an fd of any other kind went to the
-// FdCloser when it arrived, and is marked here).
-struct FdBatch {
-    uint64_t message = 0; // stream offset of the first byte of the message they came with
-    std::array<UniqueFd, proto::kMaxFds> fds;
-    std::array<bool, proto::kMaxFds> not_pidfd{};
-    size_t count = 0;
-    bool too_many = false;
-};
-
-struct Connection : Source {
-    Connection() : Source(Kind::Connection) {}
-    UniqueFd fd;
-    struct ucred peer {};
-    PidFd peer_pidfd; // from SO_PEERPIDFD, or empty
-    // Looked up lazily, once, only when a request depends on them (see peer_privileged and
-    // peer_foreign): the shim's one-record connections need neither.
-    bool privilege_known = false;
-    bool privileged = false; // root, or CAP_KILL in our user namespace
-    bool pidns_known = false;
-    bool foreign_pidns = false;
-    pid_t peer_inner_pid = 0; // the peer's pid in its own namespace (when foreign)
-    bool v1 = false;
-    uint8_t version = 0;  // in acknowledged mode: the protocol version agreed by HELLO
-    bool watched = false; // registered in the loop (a connection done at accept never is)
-    bool closing = false;
-    bool eof = false;       // the peer can send no more and all it sent is read
-    bool hangup = false;    // the peer can take no more replies: they are dropped
-    bool exact = true;      // the next read stops at the end of the current message
-    bool throttled = false; // its uid has too many fds waiting to be closed (see FdCloser)
-    bool ready = false;     // has input to handle at the next turn of the loop
-    uint32_t interest = 0;  // events it is watched for
-    proto::Framer framer;
-    uint64_t consumed = 0; // bytes of complete messages so far
-    bool has_fds = false;
-    FdBatch fds;     // fds for the message starting at fds.message
-    std::string in;  // bytes read but not handled yet: output was pending, or it yielded
-    std::string out; // replies not yet written, from out_sent on
-    size_t out_sent = 0;
-    bool refusal_logged = false;
-    uint32_t bad_records = 0;
-};
 
 class Server {
   public:
@@ -83,57 +47,22 @@ class Server {
     bool dispatch(int timeout_ms);
     // For tests and fuzzing: serves `fd` (taken), one end of a connected stream socket, as a
     // client whose identity is `peer` (as SO_PEERCRED reports it), as if just accepted.
-    void adopt_connection(UniqueFd fd, const struct ucred &peer);
+    void adopt_connection(UniqueFd fd, const struct ucred &peer) {
+        connections_->adopt_connection(std::move(fd), peer);
+    }
     // For tests and fuzzing: fds handed to the FdCloser that it has not closed yet.
     size_t pending_closes() { return closer_->pending(); }
     // Scope kills queued or running on the scope worker (for tests).
     size_t pending_scopes() { return scopes_->pending(); }
 
   private:
-    void bind_listener();
-    void drop_fd_store();
-    void on_listener();
-    void on_connection(Connection *c, uint32_t events);
-    void read_from(Connection *c, bool until_eagain = false);
-    ssize_t receive(Connection *c, unsigned char *buf, size_t size);
-    void keep_fds(Connection *c, struct msghdr &msg);
-    bool process(Connection *c, const unsigned char *data, size_t size);
-    void resume(Connection *c);
-    void throttle(Connection *c);
-    void on_closer();
-    bool handle(Connection *c, const unsigned char *msg, size_t size);
-    void handle_legacy(Connection *c, const proto::Record &r, FdBatch *fds);
-    void handle_v1(Connection *c, const proto::Request &q, FdBatch *fds);
-    Verdict do_register(Connection *c, uint32_t parent, uint32_t child, const Policy &policy,
-                        FdBatch *fds);
-    Verdict do_unregister(Connection *c, uint32_t parent, uint32_t child);
-    bool peer_foreign(Connection *c);
-    bool peer_privileged(Connection *c);
-    void reply(Connection *c, const void *data, size_t size);
-    void send_reply(Connection *c, const proto::Request &q, Verdict v, uint32_t count = 0);
-    void flush(Connection *c);
-    void update_interest(Connection *c);
-    void close_connection(Connection *c);
-    // Closes a connection's socket at once if that cannot block, or hands it to closer_.
-    void release(UniqueFd fd, uid_t uid);
-    void log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child, Verdict v);
-    void list(Connection *c, const proto::Request &q);
-    void status(Connection *c, const proto::Request &q);
     void on_signal();
-    void update_status();
-    bool status_stale() const;
-    bool status_waiting() const;
 
     Options options_;
     EventLoop loop_;
+    KillLog kill_log_; // describes the registry's kills
     std::unique_ptr<Registry> registry_;
     std::unique_ptr<BindingLog> binding_log_; // null without a state directory
-    // Fds systemd passed besides the socket: an older orphand's fd store entries.
-    struct PassedFd {
-        std::string name;
-        UniqueFd fd;
-    };
-    std::vector<PassedFd> passed_fds_;
     Source listener_source_{Source::Kind::Listener};
     Source signal_source_{Source::Kind::Signal};
     Source timer_source_{Source::Kind::Timer};
@@ -141,35 +70,21 @@ class Server {
     Source closer_source_{Source::Kind::Closer};
     Source scopes_source_{Source::Kind::Scopes};
     Source status_source_{Source::Kind::Status};
+    std::unique_ptr<Notifier> notifier_;
     std::unique_ptr<FdCloser> closer_;
     std::unique_ptr<ScopeWorker> scopes_;
     UniqueFd listener_;
     UniqueFd signal_fd_;
-    UniqueFd watchdog_fd_;
-    UniqueFd status_fd_; // the next STATUS= when one is due (under systemd only)
-    bool listener_paused_ = false;
     bool socket_activated_ = false;
     bool stop_ = false;
-    std::unordered_map<Connection *, std::unique_ptr<Connection>> connections_;
-    std::vector<Connection *> closed_;
-    std::vector<Connection *> ready_;     // input left to handle at the next turn
-    std::vector<Connection *> throttled_; // not read until their uid's closes catch up
-    std::unordered_map<uid_t, uint32_t> connections_per_uid_;
     LogLimiter input_limiter_{20, 5};
+    // Declared after what they refer to (registry_, listener_, input_limiter_, each other):
+    // destroyed before them.
+    std::unique_ptr<Requests> requests_;
+    std::unique_ptr<Connections> connections_;
     uint64_t start_ns_ = 0;
     std::string bound_path_;
-    // The pid namespace answer for the last peer process looked up (see peer_foreign).
-    struct {
-        uint64_t inode = 0; // pidfs inode of the peer; 0: none
-        bool foreign = false;
-        pid_t inner_pid = 0;
-    } last_peer_;
-    bool notify_ = getenv("NOTIFY_SOCKET") != nullptr; // under systemd (sd_notify)
-    RegistryStats status_sent_;                        // figures of the last STATUS=
-    bool status_sent_once_ = false;
-    uint64_t status_sent_ns_ = 0; // when the last STATUS= went
-    bool status_armed_ = false;   // status_fd_ will fire for a STATUS= out of date
-    size_t live_high_ = 0;        // most connections + watched processes since the heap was trimmed
+    size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
 };
 
 } // namespace orphand

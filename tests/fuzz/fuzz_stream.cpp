@@ -2,9 +2,10 @@
 // libFuzzer target: sends with and without fds, queued together before the Server reads any,
 // checked to reach it each with the message it was sent with.
 //
-// Each input is one client connection (a socketpair the Server adopts, as in fuzz_request) and
-// a series of sends, all written before the Server's loop turns: the Server finds them joined
-// in its socket's queue, as it finds those of a client that writes faster than it reads. The
+// Each input is one client connection (a socketpair the Server adopts, from a peer the input
+// picks) and a series of sends, all written before the Server's loop turns: the Server finds
+// them joined in its socket's queue, as it finds those of a client that writes faster than it
+// reads. The
 // sends cut a stream of legacy records and v1 requests anywhere, within messages or across
 // them, and carry no fd, one to three, or twenty: pidfds of helpers, of this process, of one of
 // its threads and of a reaped process, /dev/null, sockets and pipes. Then the loop turns until
@@ -15,7 +16,7 @@
 //   parent it names, sent with its first byte;
 // - once the connection is closed and the FdCloser idle, this process holds the fds it held
 //   before, apart from those the loop watches (the pidfds of the processes the registry keeps).
-// Like fuzz_request, the Server may really kill: run it as pid 1 of a private pid namespace.
+// The Server may really kill: run it as pid 1 of a private pid namespace.
 //
 // Input layout: [peer] then operations, each [op] [arguments] (see Builder::step).
 #include <dirent.h>

@@ -3,8 +3,8 @@
 # Builds the libFuzzer targets with clang (ASan + UBSan, coverage over the daemon core) in their
 # own build directory and runs each over its seed corpus for a bounded time: any crash, leak or
 # undefined behaviour fails. Usage: run-fuzz.sh SOURCE_DIR BUILD_DIR. ORPHAND_FUZZ_SECONDS sets
-# the time per target (default 60). Reproduce a failure of fuzz_request or fuzz_stream with:
-#   unshare --pid --fork --mount-proc BUILD_DIR/tests/fuzz/fuzz_request CRASH_FILE
+# the time per target (default 60). Reproduce a failure of fuzz_stream with:
+#   unshare --pid --fork --mount-proc BUILD_DIR/tests/fuzz/fuzz_stream CRASH_FILE
 set -eu
 src=$1
 build=$2
@@ -21,7 +21,7 @@ if ! command -v clang++ >/dev/null ||
     exit 77
 fi
 if [ "$(id -u)" != 0 ]; then
-    echo "SKIP: fuzz_request and fuzz_stream need root for a private pid namespace"
+    echo "SKIP: fuzz_stream needs root for a private pid namespace"
     exit 77
 fi
 
@@ -45,8 +45,8 @@ for target in $targets; do
     set -- "$build/tests/fuzz/$target" -max_total_time="$seconds" -max_len=1024 -timeout=20 \
         -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/$target-" \
         "$work/$target"
-    if [ "$target" = fuzz_request ] || [ "$target" = fuzz_stream ]; then
-        # They may signal processes: only their own, as pid 1 of a private pid namespace.
+    if [ "$target" = fuzz_stream ]; then
+        # It may signal processes: only its own, as pid 1 of a private pid namespace.
         set -- unshare --pid --fork --mount-proc "$@"
     fi
     echo "== $target for ${seconds}s"

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Unit tests of what the daemon reads from /proc about a process: the kernel-thread rule.
+// Unit tests of what the daemon reads about a process: the kernel-thread rule, its pidfs inode.
 #include <doctest/doctest.h>
 
 #include <fcntl.h>
@@ -52,4 +52,22 @@ TEST_CASE("this test process is no kernel thread, by pid and by its own stat lin
     REQUIRE(n > 0);
     buf[n] = '\0';
     CHECK_FALSE(stat_is_kernel_thread(buf));
+}
+
+TEST_CASE("a process handle's pidfs inode names the process, not the pidfd") {
+    auto a = PidFd::open(::getpid());
+    auto b = PidFd::open(::getpid());
+    REQUIRE(a);
+    REQUIRE(b);
+    CHECK(PidFd().inode() == 0);
+    if (!kernel_features().pidfs) {
+        // Before pidfs (Linux 6.9) pidfds share one anonymous inode: none is reported.
+        CHECK(a->inode() == 0);
+        return;
+    }
+    CHECK(a->inode() != 0);
+    CHECK(a->inode() == b->inode());
+    // pid 1 of this namespace is another process.
+    if (auto init = PidFd::open(1))
+        CHECK(init->inode() != a->inode());
 }

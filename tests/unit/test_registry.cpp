@@ -477,3 +477,34 @@ TEST_CASE("kills wait to be described while their children die, unless many pare
         CHECK(f.registry->describe_due_ns() == 0);
     }
 }
+
+TEST_CASE("kills are reported as events to the observer, only once described") {
+    struct Recorder final : KillObserver {
+        void on_kill(KillEvent &e) override {
+            notices.push_back(e.notice);
+            children.push_back(e.child_pid);
+            parents.push_back(e.parent ? e.parent->pid : 0);
+            signals.push_back(e.signal);
+        }
+        std::vector<KillNotice> notices;
+        std::vector<pid_t> children, parents;
+        std::vector<int> signals;
+    } recorder;
+    Fixture f;
+    f.registry->set_kill_observer(&recorder);
+    Child parent, child;
+    REQUIRE(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).error == 0);
+    parent.kill();
+    CHECK(f.pump_until([&] { return f.registry->stats().kills == 1; }));
+    // The kill is out; its event waits until descriptions are due.
+    CHECK(recorder.notices.empty());
+    CHECK(f.registry->describe_due_ns() != 0);
+    f.registry->describe(SIZE_MAX);
+    REQUIRE(recorder.notices.size() == 1);
+    CHECK(recorder.notices[0] == KillNotice::Watched);
+    CHECK(recorder.children[0] == child.pid);
+    CHECK(recorder.parents[0] == parent.pid);
+    CHECK(recorder.signals[0] == SIGTERM);
+    CHECK(f.registry->describe_due_ns() == 0);
+    f.registry->set_kill_observer(nullptr);
+}
