@@ -69,13 +69,15 @@ struct Process : Source {
     bool signalled = false;         // its death has been acted on: its children are signalled
     bool in_child_set = false;      // watched in Registry::child_set_, not in the loop itself
     bool exit_seen = false;         // drained from child_set_ as exited; its exit is not handled
+    uint32_t n_children = 0;        // here, beside the flags: a Process stays 64 bytes
     PidFd pidfd;
     uint64_t identity = 0; // the binding log's name for it (see BindingStore); 0: not yet
-    uint32_t n_children = 0;
     std::array<char, proto::kCommLen> comm{}; // read when it becomes a parent, or killed
     Binding *children = nullptr;              // bindings in which this process is the parent
     Binding *parents = nullptr;               // bindings in which this process is the child
 };
+// A binding's child is a Process of its own: its size is in every binding's memory.
+static_assert(sizeof(void *) != 8 || sizeof(Process) == 64, "a Process grew past 64 bytes");
 
 struct Binding {
     Process *parent = nullptr;
