@@ -777,6 +777,8 @@ void Registry::restore_escalation(PidFd child_fd, uint64_t deadline_ns, const Re
     Process *p = intern(std::move(child_fd), &v, false);
     if (!p)
         return;
+    // Named now, at start-up: its SIGKILL is logged with its name even if it is reaped at once.
+    read_comm(p);
     schedule(p, deadline_ns, who);
     after_kills();
 }
