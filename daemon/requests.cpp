@@ -215,11 +215,16 @@ Verdict Requests::do_register(Connection *c, uint32_t parent_pid, uint32_t child
             target.creds_known = true;
         }
     }
-    // Whether the client may signal any process is part of the binding even when it binds its
-    // own child: that child may change its uid before the kill, and the registrant's right to
-    // kill it then is what it had at registration. Read once per connection.
-    Registrant who{c->peer.uid, c->peer.pid, peer_privileged(c->peer)};
-    if (Verdict auth = authorize_bind(who, target, self); auth.error < 0)
+    // The client's privilege is read (once per connection) only where it decides: a child that
+    // is neither protected nor the client's own. A request refused for another reason must not
+    // fix it for the connection's later requests.
+    Registrant who{c->peer.uid, c->peer.pid, false};
+    Verdict auth = authorize_bind(who, target, self);
+    if (auth.reason == proto::kNotPermitted) {
+        who.privileged = peer_privileged(c->peer);
+        auth = authorize_bind(who, target, self);
+    }
+    if (auth.error < 0)
         return auth;
 
     PidFd parent;
@@ -252,6 +257,10 @@ Verdict Requests::do_register(Connection *c, uint32_t parent_pid, uint32_t child
             return open_failure(p.code());
         }
     }
+    // Whether the client may signal any process is part of the binding even when it binds its
+    // own child: that child may change its uid before the kill, and the registrant's right to
+    // kill it then is what it had at registration.
+    who.privileged = peer_privileged(c->peer);
     return registry_->add(std::move(parent), std::move(child), policy, who);
 }
 

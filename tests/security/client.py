@@ -39,6 +39,9 @@ on stdout, one result per operation. Operations:
                                         within 0.5 s (false: this client, not the daemon, held
                                         the last reference to a lingering socket), "stuck":
                                         bytes queued in each "lingering-tcp" socket}
+  {"dropcaps": true}                    drops every capability of this client (capset), as a
+                                        program that has done its privileged work would;
+                                        returns {"dropped": true}
   {"pause": true}                       prints the results so far as one JSON line, then waits
                                         for a line (or EOF) on stdin before going on, holding
                                         every kept connection and socket meanwhile; the final
@@ -52,6 +55,7 @@ SO_LINGER {1, SECONDS} whose peer, held here until the client exits, never reads
 send queue is full: its last close() waits up to SECONDS for a FIN that cannot be sent).
 """
 
+import ctypes
 import fcntl
 import json
 import os
@@ -244,6 +248,19 @@ def connect(path, hello):
     return s
 
 
+def drop_caps():
+    """Empties this process's effective, permitted and inheritable sets (capset(2), version 3),
+    and its ambient set."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this thread
+    data = (ctypes.c_uint32 * 6)()                  # two __user_cap_data_struct, all zero
+    ulong = ctypes.c_ulong  # prctl's arguments are unsigned longs
+    if libc.prctl(47, ulong(4), ulong(0), ulong(0), ulong(0)) != 0:  # PR_CAP_AMBIENT, CLEAR_ALL
+        raise OSError(ctypes.get_errno(), "prctl(PR_CAP_AMBIENT_CLEAR_ALL)")
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
 def main():
     job = json.loads(sys.stdin.readline())
     path = job["socket"]
@@ -293,6 +310,9 @@ def main():
                 out.append({"opened": op["open"]})
             elif "send" in op:
                 out.append(send_op(path, op))
+            elif "dropcaps" in op:
+                drop_caps()
+                out.append({"dropped": True})
             elif "pause" in op:
                 print(json.dumps(out), flush=True)
                 sys.stdin.readline()

@@ -7,6 +7,7 @@ uid in its SIGTERM handler, and must then not receive the SIGKILL escalation. Ca
 with CAP_KILL is privileged for its own children too, and kills one whose uid changed.
 """
 
+import errno
 import re
 import signal
 import subprocess
@@ -91,6 +92,23 @@ def main():
         ot.check(f"not killing python3[{child3.pid}]" not in d.read_log(),
                  "a privileged registrant's kill was refused")
         print(f"  nobody with CAP_KILL: its own child {child3.pid} killed after its uid changed")
+
+        # Case 4: privilege is judged when it decides a request, not fixed by one refused for
+        # another reason. Nobody holds CAP_KILL, asks to bind pid 1 (protected, refused), drops
+        # every capability, then asks to bind root's process on the same connection.
+        root_child, root_child_fd = ot.sleeper()
+        parent4, parent4_fd = st.user_sleeper(NOBODY)
+        res = st.hostile(d, [{"getpid": True},
+                             {"v1": [parent4.pid, 1, ot.REGISTER]},
+                             {"dropcaps": True},
+                             {"v1": [parent4.pid, root_child.pid, ot.REGISTER]}], uid=None,
+                         wrap=st.as_user(NOBODY, capable))
+        ot.check(res[2] == {"dropped": True}, f"the client could not drop its capabilities: {res}")
+        st.expect(res[1], -errno.EPERM, st.PROTECTED_TARGET, "nobody with CAP_KILL binds pid 1")
+        st.expect(res[3], -errno.EPERM, st.NOT_PERMITTED,
+                  "the same connection, its CAP_KILL dropped, binds root's process")
+        ot.check(st.alive(root_child_fd), "root's process was killed")
+        print("  a refused request does not fix the connection's privilege")
         ot.check(d.ping(), "daemon does not answer PING")
 
 
