@@ -40,10 +40,12 @@ class Notify:
                 self.messages.append((time.monotonic(), text))
 
     def read(self, quiet):
-        """Waits until nothing has come for `quiet` seconds."""
+        """Waits until nothing has come for `quiet` seconds (from now, or from the last
+        datagram if one comes meanwhile)."""
+        start = time.monotonic()
         while True:
             with self.lock:
-                last = self.messages[-1][0] if self.messages else 0.0
+                last = max(self.messages[-1][0] if self.messages else 0.0, start)
             wait = last + quiet - time.monotonic()
             if wait <= 0:
                 return
