@@ -449,6 +449,21 @@ void check_replies(const Plan &plan, const std::string &replies) {
         fail("replies that no request called for");
 }
 
+std::string read_text(const std::string &path) {
+    std::string text;
+    UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    char buf[4096];
+    ssize_t n;
+    while (f && (n = ::read(f.get(), buf, sizeof(buf))) > 0)
+        text.append(buf, static_cast<size_t>(n));
+    return text;
+}
+
+// What the kernel says of one of this process's fds (/proc/self/fdinfo).
+std::string fdinfo(int fd) {
+    return read_text("/proc/self/fdinfo/" + std::to_string(fd));
+}
+
 // Fds this process holds that the Server's loop does not watch.
 long unwatched_fds() {
     long count = 0;
@@ -461,28 +476,29 @@ long unwatched_fds() {
     ::closedir(dir);
     --count; // the directory's own
     for (int ep : g_epolls) {
-        char path[64];
-        std::snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
-        UniqueFd f(::open(path, O_RDONLY | O_CLOEXEC));
-        std::string info;
-        char buf[4096];
-        ssize_t n;
-        while (f && (n = ::read(f.get(), buf, sizeof(buf))) > 0)
-            info.append(buf, static_cast<size_t>(n));
+        std::string info = fdinfo(ep);
         for (size_t at = 0; (at = info.find("tfd:", at)) != std::string::npos; at += 4)
             --count;
     }
     return count;
 }
 
-std::string read_text(const std::string &path) {
-    std::string text;
-    UniqueFd f(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    char buf[4096];
-    ssize_t n;
-    while (f && (n = ::read(f.get(), buf, sizeof(buf))) > 0)
-        text.append(buf, static_cast<size_t>(n));
-    return text;
+// For a failure's report: the process a pidfd names, its state, and its bindings.
+void describe_pidfd(int fd) {
+    std::string info = fdinfo(fd);
+    size_t at = info.find("Pid:");
+    if (at == std::string::npos)
+        return;
+    std::string line = info.substr(at, info.find('\n', at) - at);
+    std::fprintf(stderr, " (%s)", line.c_str());
+    pid_t pid = static_cast<pid_t>(std::atoi(line.c_str() + 4));
+    std::string status = read_text("/proc/" + std::to_string(pid) + "/status");
+    if (size_t st = status.find("State:"); st != std::string::npos)
+        std::fprintf(stderr, " %s", status.substr(st, status.find('\n', st) - st).c_str());
+    g_server->registry().for_each([&](const Binding &b) {
+        if (b.parent->pid() == pid || b.child->pid() == pid)
+            std::fprintf(stderr, " [bound %d -> %d]", b.parent->pid(), b.child->pid());
+    });
 }
 
 // Every fd this process holds, with what it is, for a failure's report.
@@ -495,46 +511,14 @@ void list_fds() {
         std::snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
         if (e->d_name[0] != '.' && ::readlink(path, link, sizeof(link) - 1) > 0) {
             std::fprintf(stderr, "  fd %s: %s", e->d_name, link);
-            if (std::strcmp(link, "anon_inode:[pidfd]") == 0) {
-                char info[64];
-                std::snprintf(info, sizeof(info), "/proc/self/fdinfo/%s", e->d_name);
-                UniqueFd f(::open(info, O_RDONLY | O_CLOEXEC));
-                char buf[512];
-                ssize_t n = f ? ::read(f.get(), buf, sizeof(buf) - 1) : -1;
-                if (n > 0) {
-                    buf[n] = '\0';
-                    if (const char *pid = std::strstr(buf, "Pid:")) {
-                        std::fprintf(stderr, " (%.*s)", static_cast<int>(std::strcspn(pid, "\n")),
-                                     pid);
-                        pid_t n = static_cast<pid_t>(std::atoi(pid + 4));
-                        std::string status = read_text("/proc/" + std::to_string(n) + "/status");
-                        size_t st = status.find("State:");
-                        if (st != std::string::npos)
-                            std::fprintf(stderr, " %s",
-                                         status.substr(st, status.find('\n', st) - st).c_str());
-                        g_server->registry().for_each([&](const Binding &b) {
-                            if (b.parent->pid() == n || b.child->pid() == n)
-                                std::fprintf(stderr, " [bound %d -> %d]", b.parent->pid(),
-                                             b.child->pid());
-                        });
-                    }
-                }
-            }
+            if (std::strcmp(link, "anon_inode:[pidfd]") == 0)
+                describe_pidfd(std::atoi(e->d_name));
             std::fprintf(stderr, "\n");
         }
     }
     ::closedir(dir);
-    for (int ep : g_epolls) {
-        char path[64];
-        std::snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", ep);
-        UniqueFd f(::open(path, O_RDONLY | O_CLOEXEC));
-        char buf[4096];
-        ssize_t n = f ? ::read(f.get(), buf, sizeof(buf) - 1) : -1;
-        if (n > 0) {
-            buf[n] = '\0';
-            std::fprintf(stderr, "  epoll %d watches:\n%s", ep, buf);
-        }
-    }
+    for (int ep : g_epolls)
+        std::fprintf(stderr, "  epoll %d watches:\n%s", ep, fdinfo(ep).c_str());
 }
 
 void find_epolls() {
