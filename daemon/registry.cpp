@@ -471,6 +471,9 @@ void Registry::signal_children(Process *p) {
     for (Binding *b = p->children; scopes && b; b = b->next_child, ++i)
         if (b->policy.scope != proto::kScopeProcess)
             sent_[i] = send(b->child, b->policy, b->registrant, death_ns, cgroup_of(b));
+    // Not named yet (it died before the loop was idle): named now, while it may still be a
+    // zombie, not when described, when its parent may have reaped it.
+    read_comm(p);
     auto dead = std::make_shared<DeadParent>(&dead_parents_);
     dead->pid = p->pid();
     dead->comm = p->comm;

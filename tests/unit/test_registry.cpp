@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "event_loop.hpp"
@@ -506,5 +507,27 @@ TEST_CASE("kills are reported as events to the observer, only once described") {
     CHECK(recorder.parents[0] == parent.pid);
     CHECK(recorder.signals[0] == SIGTERM);
     CHECK(f.registry->describe_due_ns() == 0);
+    f.registry->set_kill_observer(nullptr);
+}
+
+TEST_CASE("a parent that dies before it is named is named at its death, not when described") {
+    // Parents are named once the loop is idle (name_parents); one that dies first is named
+    // right after its children's signals, while it is still a zombie: by the time its kills
+    // are described, its own parent may have reaped it.
+    struct Recorder final : KillObserver {
+        void on_kill(KillEvent &e) override { parent_comm = e.parent ? e.parent->comm.data() : ""; }
+        std::string parent_comm;
+    } recorder;
+    Fixture f;
+    f.registry->set_kill_observer(&recorder);
+    Child parent, child;
+    std::string expected = PidFd(parent.pid, UniqueFd(::dup(parent.fd.get()))).comm();
+    REQUIRE(expected != "?");
+    REQUIRE(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).error == 0);
+    parent.kill();
+    CHECK(f.pump_until([&] { return f.registry->stats().kills == 1; }));
+    REQUIRE(::waitpid(parent.pid, nullptr, 0) == parent.pid); // reaped before the description
+    f.registry->describe(SIZE_MAX);
+    CHECK(recorder.parent_comm == expected);
     f.registry->set_kill_observer(nullptr);
 }
