@@ -199,11 +199,12 @@ def register(d, parent, children):
 
 
 def kill_parent_expect_dead(d, parent, parent_fd, children):
-    """SIGKILL the parent; every child dies of SIGTERM within one correctness bound. The children
-    are left zombies, not reaped, until the test ends: orphand names a child bound moments ago
-    from /proc just after its signal, and a reaped child has no name there any more."""
+    """SIGKILL the parent; every child dies of SIGTERM within one correctness bound. The parent
+    and the children are left zombies, not reaped, until the test ends: orphand names a parent
+    bound moments ago, and a child, from /proc when it handles the death, and a reaped process
+    has no name there any more."""
     signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
-    parent.wait(timeout=ot.TIMEOUT)
+    ot.check(ot.wait_pidfd(parent_fd, ot.TIMEOUT), f"parent {parent.pid} survived SIGKILL")
     deadline = time.monotonic() + ot.TIMEOUT
     for proc, pidfd in children:
         if not ot.wait_pidfd(pidfd, max(deadline - time.monotonic(), 0)):
