@@ -271,6 +271,25 @@ ssize_t Connections::receive(Connection *c, unsigned char *buf, size_t size) {
     return n;
 }
 
+void take_rights(const struct cmsghdr *cm, FdBatch &batch, bool accept, FdCloser &closer,
+                 uid_t uid) {
+    size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t j = 0; j < count; ++j) {
+        int raw;
+        std::memcpy(&raw, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
+        UniqueFd fd(raw);
+        bool pidfd = is_pidfd(fd.get());
+        if (!accept || batch.count == batch.fds.size())
+            batch.too_many = true;
+        else if (pidfd)
+            batch.fds[batch.count++] = std::move(fd);
+        else
+            batch.not_pidfd[batch.count++] = true;
+        if (fd)
+            pidfd ? fd.reset() : closer.take(std::move(fd), uid);
+    }
+}
+
 void Connections::keep_fds(Connection *c, struct msghdr &msg) {
     // Every fd is taken at once, so that none leaks whatever happens to the message. Pidfds
     // are kept for the message; any other fd goes to the FdCloser unexamined.
@@ -283,24 +302,10 @@ void Connections::keep_fds(Connection *c, struct msghdr &msg) {
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
-        size_t count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t j = 0; j < count; ++j) {
-            int raw;
-            std::memcpy(&raw, CMSG_DATA(cm) + j * sizeof(int), sizeof(int));
-            UniqueFd fd(raw);
-            any = true;
-            bool pidfd = is_pidfd(fd.get());
-            // Fds sent with a later part of the same message break the protocol's rule: the
-            // message is refused as carrying too many.
-            if (!first || c->fds.count == c->fds.fds.size())
-                c->fds.too_many = true;
-            else if (pidfd)
-                c->fds.fds[c->fds.count++] = std::move(fd);
-            else
-                c->fds.not_pidfd[c->fds.count++] = true;
-            if (fd)
-                pidfd ? fd.reset() : closer_->take(std::move(fd), c->peer.uid);
-        }
+        any = true;
+        // Fds sent with a later part of the same message break the protocol's rule: the
+        // message is refused as carrying too many.
+        take_rights(cm, c->fds, first, *closer_, c->peer.uid);
     }
     if (msg.msg_flags & MSG_CTRUNC) {
         any = true;

@@ -60,6 +60,12 @@ class RequestHandler {
     ~RequestHandler() = default;
 };
 
+// Takes every fd of the SCM_RIGHTS message `cm` into `batch`: pidfds are kept, at most
+// kMaxFds of them; any other fd is marked (not_pidfd) and goes to `closer` unexamined, on behalf
+// of `uid`. Fds beyond kMaxFds, or all of them if !accept, make the batch too_many.
+void take_rights(const struct cmsghdr *cm, FdBatch &batch, bool accept, FdCloser &closer,
+                 uid_t uid);
+
 // Every client connection, from accept to close. Security properties kept here: no close that
 // may block happens on the loop (a socket or fd the client may have filled goes to the
 // FdCloser), urgent data is read inline (SO_OOBINLINE), a read takes every fd one message can

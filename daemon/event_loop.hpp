@@ -19,6 +19,7 @@ namespace orphand {
 struct Source {
     enum class Kind : uint8_t {
         Listener,
+        Datagrams,
         Connection,
         Process,
         Signal,

@@ -24,6 +24,7 @@ struct Peer {
     bool pidns_known = false;
     bool foreign_pidns = false;
     pid_t inner_pid = 0; // the peer's pid in its own namespace (when foreign)
+    bool once = false;   // the sender of one datagram: what it holds may be taken, not copied
 
     Peer() = default;
     explicit Peer(const struct ucred &cred) : pid(cred.pid), uid(cred.uid), gid(cred.gid) {}

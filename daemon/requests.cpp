@@ -72,21 +72,42 @@ void Requests::handle_request(Connection *c, const unsigned char *msg, size_t si
         handle_v1(c, r, fds);
 }
 
+void Requests::handle_datagram(Peer &peer, const unsigned char *msg, size_t size, FdBatch *fds) {
+    if (size != sizeof(proto::Record)) {
+        std::string what = fmt::format("a datagram of {} bytes, not one record,", size);
+        log_refusal(peer, nullptr, what.c_str(), 0, 0, {-EINVAL, proto::kUnknownAction});
+        return;
+    }
+    DecodedRequest r = decode_request(msg, size, options_.policy, fds);
+    Verdict v = r.error;
+    if (r.kind == DecodedRequest::Kind::Register && v.error == 0)
+        v = do_register(peer, r.parent, r.child, r.policy, fds);
+    else if (r.kind == DecodedRequest::Kind::Unregister && v.error == 0)
+        v = do_unregister(peer, r.parent, r.child);
+    else if (r.kind != DecodedRequest::Kind::Register && r.kind != DecodedRequest::Kind::Unregister)
+        v = {-EINVAL, proto::kUnknownAction}; // PING and HELLO need a connection to answer on
+    if (v.error < 0)
+        log_refusal(peer, nullptr,
+                    r.kind == DecodedRequest::Kind::Unregister ? "UNREGISTER" : "REGISTER",
+                    r.parent, r.child, v);
+}
+
 void Requests::handle_legacy(Connection *c, const DecodedRequest &r, FdBatch *fds) {
     switch (r.kind) {
     case DecodedRequest::Kind::Ping:
         connections_->reply(c, &r.record, sizeof(r.record));
         return;
     case DecodedRequest::Kind::Register: {
-        Verdict v = r.error.error < 0 ? r.error : do_register(c, r.parent, r.child, r.policy, fds);
+        Verdict v =
+            r.error.error < 0 ? r.error : do_register(c->peer, r.parent, r.child, r.policy, fds);
         if (v.error < 0)
-            log_refusal(c, "REGISTER", r.parent, r.child, v);
+            log_refusal(c->peer, &c->bad_records, "REGISTER", r.parent, r.child, v);
         return;
     }
     case DecodedRequest::Kind::Unregister: {
-        Verdict v = r.error.error < 0 ? r.error : do_unregister(c, r.parent, r.child);
+        Verdict v = r.error.error < 0 ? r.error : do_unregister(c->peer, r.parent, r.child);
         if (v.error < 0)
-            log_refusal(c, "UNREGISTER", r.parent, r.child, v);
+            log_refusal(c->peer, &c->bad_records, "UNREGISTER", r.parent, r.child, v);
         return;
     }
     case DecodedRequest::Kind::Hello: {
@@ -100,7 +121,7 @@ void Requests::handle_legacy(Connection *c, const DecodedRequest &r, FdBatch *fd
         return;
     }
     default:
-        log_refusal(c, "record", r.parent, r.child, r.error);
+        log_refusal(c->peer, &c->bad_records, "record", r.parent, r.child, r.error);
         return;
     }
 }
@@ -117,14 +138,15 @@ void Requests::handle_v1(Connection *c, const DecodedRequest &r, FdBatch *fds) {
         send_reply(c, q, {0, proto::kOk}, r.kind == DecodedRequest::Kind::Hello ? c->version : 0);
         return;
     case DecodedRequest::Kind::Register: {
-        Verdict v = r.error.error < 0 ? r.error : do_register(c, r.parent, r.child, r.policy, fds);
+        Verdict v =
+            r.error.error < 0 ? r.error : do_register(c->peer, r.parent, r.child, r.policy, fds);
         if (v.error < 0)
-            log_refusal(c, "REGISTER", r.parent, r.child, v);
+            log_refusal(c->peer, &c->bad_records, "REGISTER", r.parent, r.child, v);
         send_reply(c, q, v);
         return;
     }
     case DecodedRequest::Kind::Unregister:
-        send_reply(c, q, r.error.error < 0 ? r.error : do_unregister(c, r.parent, r.child));
+        send_reply(c, q, r.error.error < 0 ? r.error : do_unregister(c->peer, r.parent, r.child));
         return;
     case DecodedRequest::Kind::List:
         list(c, q);
@@ -133,20 +155,20 @@ void Requests::handle_v1(Connection *c, const DecodedRequest &r, FdBatch *fds) {
         status(c, q);
         return;
     default:
-        log_refusal(c, "request", r.parent, r.child, r.error);
+        log_refusal(c->peer, &c->bad_records, "request", r.parent, r.child, r.error);
         send_reply(c, q, r.error);
         return;
     }
 }
 
-Verdict Requests::do_register(Connection *c, uint32_t parent_pid, uint32_t child_pid,
+Verdict Requests::do_register(Peer &peer, uint32_t parent_pid, uint32_t child_pid,
                               const Policy &policy, FdBatch *fds) {
     // decode_request has checked the fd count and the pids.
     size_t nfds = fds ? fds->count : 0;
     // Raw pids are only meaningful from a client in our pid namespace. The namespace is looked
     // up only when a request depends on it: pidfds that match the pids in the record (the
     // shim's case) do not.
-    if (nfds == 0 && peer_foreign(c->peer, last_peer_))
+    if (nfds == 0 && peer_foreign(peer, last_peer_))
         return {-EXDEV, proto::kForeignPidNamespace};
 
     // Checks a passed pidfd against the pid the client named. A client in another pid
@@ -154,7 +176,7 @@ Verdict Requests::do_register(Connection *c, uint32_t parent_pid, uint32_t child
     auto matches = [&](const PidFd &p, uint32_t pid) {
         if (static_cast<uint32_t>(p.pid()) == pid)
             return true;
-        if (!peer_foreign(c->peer, last_peer_))
+        if (!peer_foreign(peer, last_peer_))
             return false;
         std::array<pid_t, 8> levels{};
         int n = pidfd_nspids(p.fd(), levels);
@@ -218,31 +240,30 @@ Verdict Requests::do_register(Connection *c, uint32_t parent_pid, uint32_t child
     // The client's privilege is read (once per connection) only where it decides: a child that
     // is neither protected nor the client's own. A request refused for another reason must not
     // fix it for the connection's later requests.
-    Registrant who{c->peer.uid, c->peer.pid, false};
+    Registrant who{peer.uid, peer.pid, false};
     Verdict auth = authorize_bind(who, target, self);
     if (auth.reason == proto::kNotPermitted) {
-        who.privileged = peer_privileged(c->peer);
+        who.privileged = peer_privileged(peer);
         auth = authorize_bind(who, target, self);
     }
     if (auth.error < 0)
         return auth;
 
     PidFd parent;
+    bool parent_is_peer = false;
     if (nfds >= 2) {
         parent = adopt(1, parent_pid, &v, nullptr);
         if (!parent.valid())
             return v;
-    } else if (static_cast<pid_t>(parent_pid) == c->peer.pid ||
-               (peer_foreign(c->peer, last_peer_) &&
-                static_cast<pid_t>(parent_pid) == c->peer.inner_pid)) {
+    } else if (static_cast<pid_t>(parent_pid) == peer.pid ||
+               (peer_foreign(peer, last_peer_) &&
+                static_cast<pid_t>(parent_pid) == peer.inner_pid)) {
         // The client itself, through the connection's pidfd: no pid race even if it is already
         // gone. A client in another pid namespace can name no other parent without a pidfd.
-        if (!c->peer.pidfd.valid())
+        if (!peer.pidfd.valid())
             return {-ESRCH, proto::kNoSuchProcess};
-        parent = PidFd(c->peer.pid, UniqueFd(::fcntl(c->peer.pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
-        if (!parent.valid())
-            return {-errno, proto::kOutOfFds};
-    } else if (peer_foreign(c->peer, last_peer_)) {
+        parent_is_peer = true; // its pidfd is taken below, once nothing can be refused
+    } else if (peer_foreign(peer, last_peer_)) {
         return {-EXDEV, proto::kForeignPidNamespace};
     } else {
         auto p = PidFd::open(static_cast<pid_t>(parent_pid));
@@ -260,41 +281,50 @@ Verdict Requests::do_register(Connection *c, uint32_t parent_pid, uint32_t child
     // Whether the client may signal any process is part of the binding even when it binds its
     // own child: that child may change its uid before the kill, and the registrant's right to
     // kill it then is what it had at registration.
-    who.privileged = peer_privileged(c->peer);
+    who.privileged = peer_privileged(peer);
+    if (parent_is_peer) {
+        // A datagram's sender is known for that datagram alone: its pidfd is taken, not copied.
+        if (peer.once)
+            parent = std::move(peer.pidfd);
+        else
+            parent = PidFd(peer.pid, UniqueFd(::fcntl(peer.pidfd.fd(), F_DUPFD_CLOEXEC, 3)));
+        if (!parent.valid())
+            return {-errno, proto::kOutOfFds};
+    }
     return registry_->add(std::move(parent), std::move(child), policy, who);
 }
 
-Verdict Requests::do_unregister(Connection *c, uint32_t parent_pid, uint32_t child_pid) {
+Verdict Requests::do_unregister(Peer &peer, uint32_t parent_pid, uint32_t child_pid) {
     // decode_request has checked the pids.
-    if (peer_foreign(c->peer, last_peer_))
+    if (peer_foreign(peer, last_peer_))
         return {-EXDEV, proto::kForeignPidNamespace};
     return registry_->remove(static_cast<pid_t>(parent_pid), static_cast<pid_t>(child_pid),
-                             Registrant{c->peer.uid, c->peer.pid, peer_privileged(c->peer)});
+                             Registrant{peer.uid, peer.pid, peer_privileged(peer)});
 }
 
-void Requests::log_refusal(Connection *c, const char *what, uint32_t parent, uint32_t child,
-                           Verdict v) {
+void Requests::log_refusal(const Peer &peer, uint32_t *bad_records, const char *what,
+                           uint32_t parent, uint32_t child, Verdict v) {
     if (v.reason == proto::kNoSuchProcess) {
         // A child that exited before its registration was read: an ordinary race (a shell
         // running /bin/true), nothing to warn about.
         log_fmt(LOG_DEBUG, "ignored {} (parent {}, child {}) from pid {}: child already gone", what,
-                parent, child, c->peer.pid);
+                parent, child, peer.pid);
         return;
     }
     // Client-controlled input: a per-connection cap and a global rate keep a flood of junk
     // from flooding the log.
-    if (++c->bad_records > 3 || !input_limiter_.allow())
+    if ((bad_records && ++*bad_records > 3) || !input_limiter_.allow())
         return;
     uint64_t suppressed = input_limiter_.take_suppressed();
     log_entry(
         LOG_WARNING, msgid::kRefused,
         fmt::format("refused {} (parent {}, child {}) from pid {} uid {}: {}{}", what, parent,
-                    child, c->peer.pid, c->peer.uid, proto::reason_text(v.reason),
+                    child, peer.pid, peer.uid, proto::reason_text(v.reason),
                     suppressed ? fmt::format(" ({} similar messages suppressed)", suppressed) : ""),
         {{"ORPHAND_PARENT_PID", std::to_string(parent)},
          {"ORPHAND_CHILD_PID", std::to_string(child)},
-         {"ORPHAND_REGISTRANT_UID", std::to_string(c->peer.uid)},
-         {"ORPHAND_REGISTRANT_PID", std::to_string(c->peer.pid)},
+         {"ORPHAND_REGISTRANT_UID", std::to_string(peer.uid)},
+         {"ORPHAND_REGISTRANT_PID", std::to_string(peer.pid)},
          {"ORPHAND_REASON", proto::reason_text(v.reason)},
          {"ERRNO", std::to_string(-v.error)}});
 }

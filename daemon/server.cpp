@@ -98,6 +98,14 @@ Server::Server(const Options &options) : options_(options), start_ns_(monotonic_
     connections_ = std::make_unique<Connections>(loop_, *closer_, listener_, listener_source_,
                                                  options_, input_limiter_, *requests_);
     requests_->set_connections(connections_.get());
+    if (listener.datagram) {
+        int fd = listener.datagram.get();
+        datagram_bound_path_ = std::move(listener.datagram_bound_path);
+        datagrams_ = std::make_unique<Datagrams>(loop_, *closer_, std::move(listener.datagram),
+                                                 datagram_source_, *requests_);
+        if (auto r = loop_.add(fd, EPOLLIN, &datagram_source_); !r)
+            fail(-r.code(), r.error().what);
+    }
     // The restore's kills are all out: describe them now, before any client is served.
     registry_->describe(SIZE_MAX);
 }
@@ -106,19 +114,23 @@ Server::~Server() {
     // Bindings torn down at exit stay in the binding log: the next start restores them.
     registry_->set_store(nullptr);
     connections_.reset();
+    datagrams_.reset();
     if (!bound_path_.empty())
         ::unlink(bound_path_.c_str());
+    if (!datagram_bound_path_.empty())
+        ::unlink(datagram_bound_path_.c_str());
 }
 
 int Server::run() {
     const auto &k = kernel_features();
     log_fmt(LOG_INFO,
-            "orphand {} listening on {} ({}); SO_PEERPIDFD {}, PIDFD_GET_INFO {}, exit status "
-            "{}; default policy {}, {}",
+            "orphand {} listening on {} ({}; {}); SO_PEERPIDFD {}, PIDFD_GET_INFO {}, exit "
+            "status {}; default policy {}, {}",
             ORPHAND_VERSION,
-            socket_activated_ ? std::string("the socket systemd passed") : quoted(bound_path_),
-            socket_activated_ ? "socket-activated" : "bound", k.peer_pidfd ? "yes" : "no",
-            k.pidfd_info ? "yes" : "no", k.exit_info ? "yes" : "no",
+            socket_activated_ ? std::string("the sockets systemd passed") : quoted(bound_path_),
+            socket_activated_ ? "socket-activated" : "bound",
+            datagrams_ ? "with a datagram socket" : "no datagram socket",
+            k.peer_pidfd ? "yes" : "no", k.pidfd_info ? "yes" : "no", k.exit_info ? "yes" : "no",
             signal_name(options_.policy.signal),
             options_.policy.grace_ms == proto::kGraceNever
                 ? std::string("no SIGKILL escalation")
@@ -185,11 +197,16 @@ bool Server::dispatch(int timeout_ms) {
         case Source::Kind::Listener:
             connections_->on_listener();
             break;
+        case Source::Kind::Datagrams:
+            datagrams_->on_readable();
+            break;
         case Source::Kind::Signal:
             on_signal();
             break;
         case Source::Kind::Closer:
             connections_->on_closer();
+            if (datagrams_)
+                datagrams_->on_closer();
             break;
         case Source::Kind::Scopes:
             registry_->scopes_done();

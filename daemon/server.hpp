@@ -14,6 +14,7 @@
 
 #include "binding_log.hpp"
 #include "connection.hpp"
+#include "datagram.hpp"
 #include "event_loop.hpp"
 #include "fd_closer.hpp"
 #include "kill_log.hpp"
@@ -64,6 +65,7 @@ class Server {
     std::unique_ptr<Registry> registry_;
     std::unique_ptr<BindingLog> binding_log_; // null without a state directory
     Source listener_source_{Source::Kind::Listener};
+    Source datagram_source_{Source::Kind::Datagrams};
     Source signal_source_{Source::Kind::Signal};
     Source timer_source_{Source::Kind::Timer};
     Source watchdog_source_{Source::Kind::Watchdog};
@@ -82,8 +84,10 @@ class Server {
     // destroyed before them.
     std::unique_ptr<Requests> requests_;
     std::unique_ptr<Connections> connections_;
+    std::unique_ptr<Datagrams> datagrams_; // null without a datagram socket
     uint64_t start_ns_ = 0;
     std::string bound_path_;
+    std::string datagram_bound_path_;
     size_t live_high_ = 0; // most connections + watched processes since the heap was trimmed
 };
 

@@ -184,6 +184,7 @@ MAX_FDS = 2    #: a REGISTER carries the child's pidfd, then the parent's
 
 SYSTEM_SOCKET = "/run/orphand/orphand.sock"  #: the system daemon's socket
 USER_SOCKET_NAME = "orphand.sock"            #: a user's daemon's socket, in $XDG_RUNTIME_DIR
+DATAGRAM_SUFFIX = ".dgram"  #: the datagram socket beside each socket (legacy REGISTER records)
 
 DEFAULT_TIMEOUT_MS = 10000  #: how long a call waits for the daemon by default
 

@@ -96,6 +96,9 @@ extern "C" {
 /* The sockets of the system daemon and, under $XDG_RUNTIME_DIR, of a user's daemon. */
 #define ORPHAND_SYSTEM_SOCKET "/run/orphand/orphand.sock"
 #define ORPHAND_USER_SOCKET_NAME "orphand.sock"
+/* Beside each, a datagram socket named like it with this suffix takes legacy REGISTER records,
+ * one per datagram, with the child's pidfd (orphand-protocol(7)). */
+#define ORPHAND_DATAGRAM_SUFFIX ".dgram"
 
 /* The legacy record: host byte order, no header, no length. */
 struct orphand_record {

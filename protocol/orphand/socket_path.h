@@ -56,4 +56,10 @@ static inline int orphand_socket_path_resolve(const char *path, char *buf, size_
     return orphand_path_join_(buf, size, ORPHAND_SYSTEM_SOCKET, NULL);
 }
 
+/* The datagram socket beside the stream socket `stream_path`: its path with
+ * ORPHAND_DATAGRAM_SUFFIX. Into buf as orphand_socket_path_resolve does. */
+static inline int orphand_datagram_path(const char *stream_path, char *buf, size_t size) {
+    return orphand_path_join_(buf, size, stream_path, ORPHAND_DATAGRAM_SUFFIX);
+}
+
 #endif /* ORPHAND_SOCKET_PATH_H */
