@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// Sends one REGISTER record with the child's pidfd over a per-call connection to orphand; with
-// a kill scope (ORPHAND_SCOPE), a HELLO and an acknowledged REGISTER instead.
+// Sends one REGISTER record with the child's pidfd to orphand: as one datagram where the daemon
+// has a datagram socket, else over a per-call connection; with a kill scope (ORPHAND_SCOPE), a
+// HELLO and an acknowledged REGISTER over a connection instead.
 //
 // Everything here may run inside a signal handler, in a thread that is being cancelled, or in a
 // program that closes or dup2()s over random fds. Hence: raw syscall() only (libc's socket
@@ -284,8 +285,52 @@ long connect_daemon(Failure &f) {
     return sock.release();
 }
 
-// Connects, sends {self, child, REGISTER} with the child's pidfd, closes. True on success.
+// Sends {self, child, REGISTER} with the child's pidfd as one datagram to the datagram socket
+// beside the daemon's socket (orphand-protocol(7)): no connection to make, and one wakeup of
+// the daemon at most. The daemon knows the sender by the credentials the kernel attaches, whose
+// uid is the real one: a program whose real and effective uids differ connects instead, where
+// the effective uid counts, as everywhere else. True if the datagram was queued; false if there
+// is no datagram socket, its queue is full (EAGAIN), or anything else: then the caller connects.
+bool send_datagram(pid_t self, pid_t child, int pidfd) {
+    uid_t ruid, euid, suid;
+    if (::syscall(SYS_getresuid, &ruid, &euid, &suid) < 0 || ruid != euid)
+        return false;
+    char stream[sizeof(sockaddr_un::sun_path)];
+    struct sockaddr_un addr {};
+    addr.sun_family = AF_UNIX;
+    if (socket_path(stream) < 0)
+        return false;
+    int len = orphand_datagram_path(stream, addr.sun_path, sizeof(addr.sun_path));
+    if (len < 0)
+        return false;
+    UniqueFd sock(::syscall(SYS_socket, AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!sock.valid())
+        return false;
+    proto::Record record{static_cast<uint32_t>(self), static_cast<uint32_t>(child),
+                         proto::kRegister};
+    struct iovec iov {
+        &record, sizeof(record)
+    };
+    FdControl control;
+    struct msghdr msg {};
+    msg.msg_name = &addr;
+    msg.msg_namelen = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) +
+                                             static_cast<size_t>(len) + 1);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    attach_fd(msg, control, pidfd);
+    long sent;
+    do
+        sent = ::syscall(SYS_sendmsg, sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    while (sent < 0 && errno == EINTR);
+    return sent == static_cast<long>(sizeof(record));
+}
+
+// Sends {self, child, REGISTER} with the child's pidfd: as a datagram, or else over a
+// connection of its own. True on success.
 bool send_register(pid_t self, pid_t child, int pidfd, Failure &f) {
+    if (send_datagram(self, child, pidfd))
+        return true;
     UniqueFd sock(connect_daemon(f));
     if (!sock.valid())
         return false;
