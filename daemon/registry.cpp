@@ -115,9 +115,14 @@ void Registry::handle_events(const struct epoll_event *events, int n) {
             rearm();
         }
     }
-    // Children known to have exited are not signalled: one system call, and only while the
-    // child set has reported.
-    drain_child_set(false);
+    // Children known to have exited are not signalled: one system call, only in a batch with
+    // a death and while the child set is not watched.
+    for (int i = 0; i < n; ++i) {
+        if (static_cast<Source *>(events[i].data.ptr)->kind == Source::Kind::Process) {
+            drain_child_set(false);
+            break;
+        }
+    }
     // Deaths first: every child a death in this batch dooms is signalled before anything else
     // of the batch runs (bookkeeping, requests, logging).
     for (int i = 0; i < n; ++i) {
@@ -127,13 +132,18 @@ void Registry::handle_events(const struct epoll_event *events, int n) {
     }
     after_kills();
     retire_drained();
+    bool timer = false;
     for (int i = 0; i < n; ++i) {
         auto *source = static_cast<Source *>(events[i].data.ptr);
         if (source->kind == Source::Kind::Process)
             process_exited(static_cast<Process *>(source));
         else if (source == timer_source_)
-            timer_fired();
+            timer = true;
     }
+    // What the timer is armed for is done as soon as its time has come, on whatever turn: a
+    // loop kept busy (a stream of registrations) is never woken by the timer.
+    if (timer || (due_ns_ != 0 && monotonic_ns() >= due_ns_))
+        timer_fired();
 }
 
 void Registry::drain_child_set(bool always) {
@@ -167,12 +177,16 @@ void Registry::retire_exited_children() {
 
 void Registry::arm_child_set() {
     drain_child_set(false);
+    bool quiet = exited_.empty();
     retire_drained();
-    // Level-triggered: an exit since the drain is reported at once.
-    if (loop_.modify(child_set_.get(), EPOLLIN | EPOLLONESHOT, &child_set_source_))
+    // While children keep exiting, the set is drained every kRetireAfterNs, on a turn the loop
+    // takes anyway if there is one, and not watched: a steady stream of forks costs no wakeup
+    // per exit. Once a drain finds none, it is watched again (level-triggered: an exit since
+    // the drain is reported at once).
+    if (quiet && loop_.modify(child_set_.get(), EPOLLIN | EPOLLONESHOT, &child_set_source_))
         child_set_due_ns_ = 0;
     else
-        child_set_due_ns_ = monotonic_ns() + kRetireAfterNs; // tried again then
+        child_set_due_ns_ = monotonic_ns() + kRetireAfterNs;
 }
 
 void Registry::name_parents() {
@@ -803,14 +817,25 @@ void Registry::cancel(Process *p) {
 }
 
 void Registry::rearm() {
-    uint64_t next = deadlines_.empty() ? 0 : deadlines_.begin()->first;
-    if (!unnamed_children_.empty() && (next == 0 || unnamed_children_.front().first < next))
-        next = unnamed_children_.front().first;
-    if (child_set_due_ns_ && (next == 0 || child_set_due_ns_ < next))
-        next = child_set_due_ns_;
+    auto earliest = [](uint64_t a, uint64_t b) { return a == 0 ? b : b == 0 ? a : std::min(a, b); };
+    // Housekeeping is done on a coarse grid: one turn names every child due and retires every
+    // exit waiting, however many forks came meanwhile.
+    auto coarse = [](uint64_t ns) {
+        return (ns + kHousekeepingGridNs - 1) / kHousekeepingGridNs * kHousekeepingGridNs;
+    };
+    uint64_t chores = 0;
+    if (!unnamed_children_.empty())
+        chores = coarse(unnamed_children_.front().first);
+    if (child_set_due_ns_)
+        chores = earliest(chores, coarse(child_set_due_ns_));
+    uint64_t exact = deadlines_.empty() ? 0 : deadlines_.begin()->first;
+    due_ns_ = earliest(exact, chores);
+    // For housekeeping the timer waits one grid step longer: a loop kept busy (a stream of
+    // registrations) does it on a turn it takes anyway, and the timer never wakes it.
+    // Escalations are on time. Armed only while something is due: an idle daemon has no timer.
+    uint64_t next = earliest(exact, chores ? chores + kHousekeepingGridNs : 0);
     if (next == armed_ns_)
         return;
-    // Armed only while an escalation or a child's name is due: an idle daemon has no timer.
     if (arm_timer_at(timer_fd_.get(), next))
         armed_ns_ = next;
 }

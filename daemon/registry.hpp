@@ -267,6 +267,10 @@ class Registry {
     // forked child usually execs first), on the escalation timer: a kill then names it without
     // a /proc read between the death and the signal, even if the child is reaped at once.
     static constexpr uint64_t kChildNameAfterNs = 50'000'000;
+    // Children are named, and the child set drained, on the first turn of the loop once the
+    // monotonic clock reaches a multiple of this at or after their time, or on the timer one
+    // step later: at most 40 wakeups a second for both, none while the loop is kept busy.
+    static constexpr uint64_t kHousekeepingGridNs = 25'000'000;
     void name_children();
     // Frees processes destroyed during this loop iteration. The loop calls it after dispatching
     // a batch of events, so that no event of the batch points at freed memory. Returns how many
@@ -414,7 +418,8 @@ class Registry {
     std::array<pid_t, kLinger> lingering_{};
     size_t lingering_next_ = 0;
     std::vector<Process *> detached_; // exited, no longer mapped by pid, exit event pending
-    uint64_t armed_ns_ = 0;
+    uint64_t armed_ns_ = 0;           // the timer's deadline; 0: disarmed
+    uint64_t due_ns_ = 0;             // when the next escalation or housekeeping is due; 0: none
     uint32_t bindings_ = 0;
     uint32_t parents_ = 0;
     uint32_t children_ = 0;
