@@ -92,6 +92,35 @@ def scenario1_socket_activation(c):
     print(f"scenario 1: socket active, service started by the first client in "
           f"{timings['first ping (socket activation)'] * 1000:.0f} ms")
 
+    # The shim's datagram socket, beside it: a datagram is enough to start orphand, and the one
+    # that started it is carried out (its sender's credentials were attached while orphand was
+    # not running: PassCredentials=).
+    with open(f"/proc/{c.init}/net/unix") as f:
+        dgram = [line.split() for line in f
+                 if line.rstrip().endswith(" /run/orphand/orphand.sock.dgram")]
+    check(any(fields[4] == "0002" for fields in dgram),
+          f"no datagram socket at /run/orphand/orphand.sock.dgram: {dgram}")
+    mode = c.run("stat", "-c", "%a", "/run/orphand/orphand.sock.dgram").stdout.strip()
+    check(mode == "666", f"datagram socket mode {mode}")
+    c.run("systemctl", "stop", "orphand.service")
+    check(c.run("systemctl", "is-active", "orphand.service", check=False).stdout.strip() ==
+          "inactive", "orphand.service did not stop")
+    c.run("systemd-run", "--unit=orphtest-dgram", "-p", f"Environment=LD_PRELOAD={SHIM}",
+          "/bin/bash", "-c", "sleep 1000 & echo $! > /run/orphtest-dgram.pid; wait")
+    main = int(show(c, "orphtest-dgram.service", "MainPID"))
+    pid_file = f"/proc/{c.init}/root/run/orphtest-dgram.pid"
+    c.wait_until(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(),
+                 "the sleeper's pid file")
+    sleeper = int(open(pid_file).read())
+    c.wait_until(lambda: c.run("systemctl", "is-active", "orphand.service",
+                               check=False).stdout.strip() == "active",
+                 "orphand.service started by a datagram")
+    c.wait_until(lambda: (main, sleeper) in bindings(c), "the binding the datagram carried")
+    c.run("kill", "-KILL", str(main))
+    c.wait_dead([sleeper])
+    c.run("systemctl", "stop", "orphtest-dgram.service", check=False)
+    print("scenario 1: a datagram started orphand.service, and its binding was carried out")
+
 
 def scenario2_shim_service(c):
     # The main process starts a worker that forks three long sleepers, all under the shim.
