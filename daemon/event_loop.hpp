@@ -27,8 +27,7 @@ struct Source {
         Watchdog,
         Closer,
         Scopes,
-        Status,
-        Children
+        Status
     };
     explicit Source(Kind k) : kind(k) {}
     Kind kind;

@@ -21,7 +21,7 @@ namespace {
 
 } // namespace
 
-Notifier::Notifier(EventLoop &loop, const Registry &registry, Source *watchdog_source,
+Notifier::Notifier(EventLoop &loop, Registry &registry, Source *watchdog_source,
                    Source *status_source)
     : registry_(registry), notify_(getenv("NOTIFY_SOCKET") != nullptr) {
     uint64_t watchdog_usec = 0;
@@ -98,6 +98,9 @@ void Notifier::update_status() {
             return;
         }
     }
+    // Children that have exited are not counted: they are retired first (a poll of every
+    // child's pidfd, at most once per kStatusInterval, and only while the figures change).
+    registry_.retire_exited_children();
     auto s = registry_.stats();
     sd_notifyf(0, "STATUS=watching %u parents, %u children; %llu killed since start", s.parents,
                s.children, static_cast<unsigned long long>(s.kills));

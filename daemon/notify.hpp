@@ -18,8 +18,7 @@ class Notifier {
     // Adds the watchdog timer (if systemd asked for one) and the STATUS= timer (under systemd)
     // to `loop`, reporting them through `watchdog_source` and `status_source`. Reads figures
     // from `registry`, which outlives it. Throws std::system_error on start-up failure.
-    Notifier(EventLoop &loop, const Registry &registry, Source *watchdog_source,
-             Source *status_source);
+    Notifier(EventLoop &loop, Registry &registry, Source *watchdog_source, Source *status_source);
 
     void ready();    // READY=1, then the first STATUS=
     void stopping(); // STOPPING=1
@@ -37,7 +36,7 @@ class Notifier {
   private:
     bool status_stale() const;
 
-    const Registry &registry_;
+    Registry &registry_;
     UniqueFd watchdog_fd_;
     UniqueFd status_fd_;        // the next STATUS= when one is due (under systemd only)
     bool notify_;               // under systemd (sd_notify)

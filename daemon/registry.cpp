@@ -17,13 +17,7 @@ namespace orphand {
 namespace {} // namespace
 
 Registry::Registry(EventLoop &loop, UniqueFd timer_fd, Source *timer_source, Limits limits)
-    : loop_(loop), timer_fd_(std::move(timer_fd)), timer_source_(timer_source), limits_(limits),
-      child_set_(::epoll_create1(EPOLL_CLOEXEC)) {
-    if (!child_set_)
-        throw std::system_error(errno, std::generic_category(), "epoll_create1");
-    if (auto r = loop_.add(child_set_.get(), EPOLLIN | EPOLLONESHOT, &child_set_source_); !r)
-        throw std::system_error(-r.code(), std::generic_category(), r.error().what);
-}
+    : loop_(loop), timer_fd_(std::move(timer_fd)), timer_source_(timer_source), limits_(limits) {}
 
 Registry::~Registry() {
     // Gathered first: destroy() edits the table, and rescanning it for each entry would take
@@ -63,7 +57,7 @@ Process *Registry::find(pid_t pid) {
 Process *Registry::intern(PidFd pidfd, Verdict *error, bool as_parent) {
     if (Process *existing = find(pidfd.pid())) {
         existing->lingering = false;
-        if (as_parent && existing->in_child_set && !watch_as_parent(existing, error))
+        if (as_parent && existing->unwatched && !watch_as_parent(existing, error))
             return nullptr;
         return existing; // the pid of a live process names exactly one process
     }
@@ -76,13 +70,9 @@ Process *Registry::intern(PidFd pidfd, Verdict *error, bool as_parent) {
     if (as_parent) {
         r = loop_.add(p->pidfd.fd(), EPOLLIN, p);
     } else {
-        // Reported once: an exit is handled once, and the pidfd stays readable until closed.
-        struct epoll_event ev {};
-        ev.events = EPOLLIN | EPOLLONESHOT;
-        ev.data.ptr = p;
-        if (::epoll_ctl(child_set_.get(), EPOLL_CTL_ADD, p->pidfd.fd(), &ev) < 0)
-            r = Error{-errno, "epoll_ctl(ADD)"};
-        p->in_child_set = true;
+        // Only a child: nothing watches it (see sweep()).
+        p->unwatched = true;
+        ++unwatched_;
     }
     if (!r) {
         error->error = r.code();
@@ -101,27 +91,18 @@ bool Registry::watch_as_parent(Process *p, Verdict *error) {
         error->reason = r.code() == -ENOMEM ? proto::kOutOfFds : proto::kInternal;
         return false;
     }
-    ::epoll_ctl(child_set_.get(), EPOLL_CTL_DEL, p->pidfd.fd(), nullptr);
-    p->in_child_set = false;
+    p->unwatched = false;
+    --unwatched_;
     return true;
 }
 
 void Registry::handle_events(const struct epoll_event *events, int n) {
+    // Children that have exited are not signalled: the dying parents' children are polled
+    // first, one system call per parent.
     for (int i = 0; i < n; ++i) {
-        if (static_cast<Source *>(events[i].data.ptr) == &child_set_source_) {
-            // Reported once (EPOLLONESHOT); armed again kRetireAfterNs from now, while the
-            // children of a fan-out die. Until then it is drained on every batch.
-            child_set_due_ns_ = monotonic_ns() + kRetireAfterNs;
-            rearm();
-        }
-    }
-    // Children known to have exited are not signalled: one system call, only in a batch with
-    // a death and while the child set is not watched.
-    for (int i = 0; i < n; ++i) {
-        if (static_cast<Source *>(events[i].data.ptr)->kind == Source::Kind::Process) {
-            drain_child_set(false);
-            break;
-        }
+        auto *source = static_cast<Source *>(events[i].data.ptr);
+        if (source->kind == Source::Kind::Process)
+            sweep(static_cast<Process *>(source));
     }
     // Deaths first: every child a death in this batch dooms is signalled before anything else
     // of the batch runs (bookkeeping, requests, logging).
@@ -146,19 +127,36 @@ void Registry::handle_events(const struct epoll_event *events, int n) {
         timer_fired();
 }
 
-void Registry::drain_child_set(bool always) {
-    if (child_set_due_ns_ == 0 && !always)
-        return; // armed: it has reported nothing since it was last drained
-    std::array<struct epoll_event, 256> ev;
-    for (;;) {
-        int n = ::epoll_wait(child_set_.get(), ev.data(), static_cast<int>(ev.size()), 0);
-        for (int i = 0; i < n; ++i) {
-            auto *p = static_cast<Process *>(ev[i].data.ptr);
-            p->exit_seen = true;
-            exited_.push_back(p);
+void Registry::sweep(Process *parent) {
+    polled_.clear();
+    pollfds_.clear();
+    auto take = [&](Process *p) {
+        if (p->unwatched && !p->exit_seen && !p->destroyed) {
+            polled_.push_back(p);
+            pollfds_.push_back({p->pidfd.fd(), POLLIN, 0});
         }
-        if (n < static_cast<int>(ev.size()))
-            break;
+    };
+    if (parent) {
+        if (parent->destroyed || parent->signalled)
+            return;
+        for (Binding *b = parent->children; b; b = b->next_child)
+            take(b->child);
+    } else {
+        processes_.for_each(take);
+    }
+    // In slices: poll(2) takes no more fds than RLIMIT_NOFILE.
+    constexpr size_t kSlice = 256;
+    for (size_t i = 0; i < pollfds_.size(); i += kSlice) {
+        size_t n = std::min(kSlice, pollfds_.size() - i);
+        if (::poll(&pollfds_[i], n, 0) <= 0)
+            continue;
+        for (size_t j = i; j < i + n; ++j) {
+            Process *p = polled_[j];
+            if ((pollfds_[j].revents & (POLLIN | POLLHUP | POLLERR)) && !p->exit_seen) {
+                p->exit_seen = true;
+                exited_.push_back(p);
+            }
+        }
     }
 }
 
@@ -171,22 +169,12 @@ void Registry::retire_drained() {
 }
 
 void Registry::retire_exited_children() {
-    drain_child_set(true);
+    sweep(nullptr);
     retire_drained();
-}
-
-void Registry::arm_child_set() {
-    drain_child_set(false);
-    bool quiet = exited_.empty();
-    retire_drained();
-    // While children keep exiting, the set is drained every kRetireAfterNs, on a turn the loop
-    // takes anyway if there is one, and not watched: a steady stream of forks costs no wakeup
-    // per exit. Once a drain finds none, it is watched again (level-triggered: an exit since
-    // the drain is reported at once).
-    if (quiet && loop_.modify(child_set_.get(), EPOLLIN | EPOLLONESHOT, &child_set_source_))
-        child_set_due_ns_ = 0;
-    else
-        child_set_due_ns_ = monotonic_ns() + kRetireAfterNs;
+    // The next sweep on registration once as many more children are held: each child is
+    // polled a bounded number of times on average, and exited ones are at most half of those
+    // held (plus kSweepMin).
+    sweep_at_ = std::max(kSweepMin, 2 * unwatched_);
 }
 
 void Registry::name_parents() {
@@ -235,6 +223,21 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         return {-EINVAL, proto::kSameProcess};
     if (child_fd.exited())
         return {-ESRCH, proto::kNoSuchProcess};
+    // Children that have exited are retired here, before anything of this registration is
+    // held: once as many more are held as after the last sweep, or when they could make a
+    // limit refuse it.
+    if (unwatched_ >= sweep_at_ ||
+        (limits_.max_processes &&
+         processes_.size() + detached_.size() + 2 > limits_.max_processes) ||
+        (limits_.bindings_per_uid && !who.privileged &&
+         held_by(who.uid) >= limits_.bindings_per_uid)) {
+        retire_exited_children();
+    } else if (Process *p =
+                   limits_.bindings_per_parent ? processes_.find(parent_fd.pid()) : nullptr;
+               p && p->n_children >= limits_.bindings_per_parent) {
+        sweep(p);
+        retire_drained();
+    }
 
     CgroupRef cgroup;
     if (policy.scope == proto::kScopeCgroup) {
@@ -437,10 +440,12 @@ void Registry::destroy(Process *p, PidFd *keep) {
     while (p->parents)
         retire(p->parents);
     cancel(p);
-    if (p->in_child_set)
-        ::epoll_ctl(child_set_.get(), EPOLL_CTL_DEL, p->pidfd.fd(), nullptr);
-    else
+    if (p->unwatched) {
+        p->unwatched = false;
+        --unwatched_;
+    } else {
         loop_.remove(p->pidfd.fd());
+    }
     if (processes_.find(p->pid()) == p)
         processes_.erase(p);
     else
@@ -818,20 +823,16 @@ void Registry::cancel(Process *p) {
 
 void Registry::rearm() {
     auto earliest = [](uint64_t a, uint64_t b) { return a == 0 ? b : b == 0 ? a : std::min(a, b); };
-    // Housekeeping is done on a coarse grid: one turn names every child due and retires every
-    // exit waiting, however many forks came meanwhile.
+    // Children are named on a coarse grid: one turn names every child due, however many forks
+    // came meanwhile.
     auto coarse = [](uint64_t ns) {
         return (ns + kHousekeepingGridNs - 1) / kHousekeepingGridNs * kHousekeepingGridNs;
     };
-    uint64_t chores = 0;
-    if (!unnamed_children_.empty())
-        chores = coarse(unnamed_children_.front().first);
-    if (child_set_due_ns_)
-        chores = earliest(chores, coarse(child_set_due_ns_));
+    uint64_t chores = unnamed_children_.empty() ? 0 : coarse(unnamed_children_.front().first);
     uint64_t exact = deadlines_.empty() ? 0 : deadlines_.begin()->first;
     due_ns_ = earliest(exact, chores);
-    // For housekeeping the timer waits one grid step longer: a loop kept busy (a stream of
-    // registrations) does it on a turn it takes anyway, and the timer never wakes it.
+    // For names the timer waits one grid step longer: a loop kept busy (a stream of
+    // registrations) reads them on a turn it takes anyway, and the timer never wakes it.
     // Escalations are on time. Armed only while something is due: an idle daemon has no timer.
     uint64_t next = earliest(exact, chores ? chores + kHousekeepingGridNs : 0);
     if (next == armed_ns_)
@@ -902,8 +903,6 @@ void Registry::timer_fired() {
     for (Process *p : touched)
         if (!p->destroyed)
             release_if_idle(p);
-    if (child_set_due_ns_ && child_set_due_ns_ <= now)
-        arm_child_set();
     name_children();
     armed_ns_ = ~uint64_t{0}; // force rearm() to program the next deadline (or disarm)
     rearm();

@@ -3,6 +3,7 @@
 // reported as events (KillEvent) to a KillObserver.
 #pragma once
 
+#include <poll.h>
 #include <sys/types.h>
 
 #include <array>
@@ -67,8 +68,8 @@ struct Process : Source {
     bool was_parent = false;        // has been a parent: lingers once its bindings are gone
     bool lingering = false;         // a parent without bindings, kept watched for a while
     bool signalled = false;         // its death has been acted on: its children are signalled
-    bool in_child_set = false;      // watched in Registry::child_set_, not in the loop itself
-    bool exit_seen = false;         // drained from child_set_ as exited; its exit is not handled
+    bool unwatched = false;         // only a child: not in the loop (Registry::sweep)
+    bool exit_seen = false;         // found exited by a sweep; its exit is not handled yet
     uint32_t n_children = 0;        // here, beside the flags: a Process stays 64 bytes
     PidFd pidfd;
     uint64_t identity = 0; // the binding log's name for it (see BindingStore); 0: not yet
@@ -226,12 +227,14 @@ class Registry {
     // signalled first, then everything else. The loop calls it with the whole batch before it
     // handles the other events.
     void handle_events(const struct epoll_event *events, int n);
-    // Processes that are only children are watched in a set of their own, child_set_, which
-    // the loop reports once (EPOLLONESHOT) and then not again for kRetireAfterNs: children's
-    // exits are retired in batches, not with a wakeup each, and a fan-out's dying children get
-    // the CPUs. Parents are watched in the loop itself: a death is never delayed.
-    static constexpr uint64_t kRetireAfterNs = 20'000'000;
-    // Retires every child whose exit child_set_ holds now (LIST and STATUS answer after it).
+    // Processes that are only children are watched by nothing: their exits cost no wakeup
+    // and no epoll registration. Exited ones are found by polling their pidfds (sweep), and
+    // retired: all of them when LIST, STATUS or STATUS= are answered, or on a registration once
+    // as many more children are held as after the last sweep (so at most half of those held
+    // have exited, plus kSweepMin), or when a limit would refuse it; a dying parent's children
+    // just before they are signalled. Parents are watched in the loop: a death is never delayed.
+    static constexpr size_t kSweepMin = 64;
+    // Retires every child that has exited (LIST and STATUS answer after it).
     void retire_exited_children();
     // The bookkeeping that waits until the kills are out: gives every note that still points at
     // a registry process its own pidfd duplicate (before any process may be destroyed), and
@@ -267,9 +270,9 @@ class Registry {
     // forked child usually execs first), on the escalation timer: a kill then names it without
     // a /proc read between the death and the signal, even if the child is reaped at once.
     static constexpr uint64_t kChildNameAfterNs = 50'000'000;
-    // Children are named, and the child set drained, on the first turn of the loop once the
-    // monotonic clock reaches a multiple of this at or after their time, or on the timer one
-    // step later: at most 40 wakeups a second for both, none while the loop is kept busy.
+    // Children are named on the first turn of the loop once the monotonic clock reaches a
+    // multiple of this at or after their time, or on the timer one step later: at most 40
+    // wakeups a second for it, none while the loop is kept busy.
     static constexpr uint64_t kHousekeepingGridNs = 25'000'000;
     void name_children();
     // Frees processes destroyed during this loop iteration. The loop calls it after dispatching
@@ -298,16 +301,15 @@ class Registry {
 
   private:
     // The watched process with this handle's pid, or a new one; a new parent is watched in the
-    // loop, a new child in child_set_ (and a child that becomes a parent moves to the loop).
+    // loop, a new child by nothing (and a child that becomes a parent moves to the loop).
     Process *intern(PidFd pidfd, Verdict *error, bool as_parent);
-    // Moves `p` from child_set_ to the loop.
+    // Watches a child that becomes a parent in the loop.
     bool watch_as_parent(Process *p, Verdict *error);
-    // Takes what child_set_ reports exited into exited_, marking each exit_seen: send() then
-    // skips them. Only when child_set_ has reported (it may hold exits), unless `always`.
-    void drain_child_set(bool always);
-    // Handles the exits drain_child_set() found.
+    // Polls the unwatched children of `parent` (of every parent if null) and takes those that
+    // have exited into exited_, marking each exit_seen: send() then skips them.
+    void sweep(Process *parent);
+    // Handles the exits sweep() found.
     void retire_drained();
-    void arm_child_set();
     // Fills p->comm once, from /proc, if the process is still there.
     void read_comm(Process *p);
     void link(Binding *b);
@@ -385,10 +387,11 @@ class Registry {
     // DeadParent objects alive (kMaxDeadParents); before the members that hold them, which
     // are destroyed first.
     size_t dead_parents_ = 0;
-    UniqueFd child_set_; // epoll instance: processes watched only as children
-    Source child_set_source_{Source::Kind::Children};
-    uint64_t child_set_due_ns_ = 0; // when child_set_ is armed in the loop again; 0: it is armed
-    std::vector<Process *> exited_; // drained from child_set_, exits not yet handled
+    size_t unwatched_ = 0;          // processes that are only children
+    size_t sweep_at_ = kSweepMin;   // a registration sweeps when unwatched_ reaches it
+    std::vector<Process *> exited_; // found exited by sweep(), exits not yet handled
+    std::vector<Process *> polled_; // sweep()'s buffers, kept to spare the allocations
+    std::vector<struct pollfd> pollfds_;
     BindingStore *store_ = nullptr;
     ScopeWorker *scopes_ = nullptr;
     KillObserver *observer_ = nullptr;

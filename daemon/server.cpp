@@ -189,7 +189,6 @@ bool Server::dispatch(int timeout_ms) {
         switch (source->kind) {
         case Source::Kind::Process:
         case Source::Kind::Timer:
-        case Source::Kind::Children:
             break; // the registry's
         case Source::Kind::Connection:
             connections_->on_connection(static_cast<Connection *>(source), events[i].events);

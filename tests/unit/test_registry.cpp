@@ -84,6 +84,17 @@ struct Fixture {
     void pump(int ms) {
         pump_until([] { return false; }, ms);
     }
+    // As pump_until, retiring exited children at each turn, as answering LIST does: nothing
+    // watches a process that is only a child.
+    template <typename F> bool sweep_until(F done, int timeout_ms = 5000) {
+        return pump_until(
+            [&] {
+                registry->retire_exited_children();
+                registry->collect();
+                return done();
+            },
+            timeout_ms);
+    }
     // One batch of events (none after `timeout_ms`), handled; the kinds of its sources.
     std::vector<Source::Kind> step(int timeout_ms) {
         std::array<struct epoll_event, 16> ev;
@@ -124,7 +135,7 @@ TEST_CASE("a child that exits on its own retires its binding; the parent's death
     Child parent, child, bystander;
     CHECK(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).error == 0);
     child.kill();
-    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 0; }));
+    CHECK(f.sweep_until([&] { return f.registry->stats().bindings == 0; }));
     parent.kill();
     f.pump(100);
     CHECK(f.registry->stats().kills == 0);
@@ -174,7 +185,7 @@ TEST_CASE("a child bound to two parents dies with the first of them") {
     p2.kill();
     CHECK(f.pump_until([&] { return child.dead(); }));
     CHECK_FALSE(p1.dead());
-    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 0; }));
+    CHECK(f.sweep_until([&] { return f.registry->stats().bindings == 0; }));
 }
 
 TEST_CASE("policy: SIGTERM is escalated to SIGKILL after the grace period") {
@@ -267,7 +278,7 @@ TEST_CASE("parents whose children are gone stay usable, lingering or evicted") {
         REQUIRE(f.registry->add(parents.back()->handle(), child.handle(), f.policy, f.root).error ==
                 0);
         child.kill();
-        REQUIRE(f.pump_until([&] { return f.registry->stats().bindings == 0; }));
+        REQUIRE(f.sweep_until([&] { return f.registry->stats().bindings == 0; }));
     }
     CHECK(f.registry->stats().parents == 0);
     // Evicted (the first) and lingering (the last) parents bind and kill as before.
@@ -318,42 +329,45 @@ TEST_CASE("two users binding the same pair have a binding each; removal is per u
     CHECK(f.registry->stats().bindings == 0);
 }
 
-TEST_CASE("children's exits are retired without a wakeup each") {
+TEST_CASE("children's exits cost no wakeup; registrations, LIST and a parent's death sweep") {
     Fixture f;
     Child parent;
     std::vector<std::unique_ptr<Child>> children;
-    for (int i = 0; i < 40; ++i) {
+    for (size_t i = 0; i < Registry::kSweepMin; ++i) {
         children.push_back(std::make_unique<Child>());
         REQUIRE(
             f.registry->add(parent.handle(), children.back()->handle(), f.policy, f.root).error ==
             0);
     }
-    // Each child exits in turn and the loop takes a turn: the first exit is reported, the
-    // others wait without an event of their own and are retired in batches, every
-    // kRetireAfterNs or so (on the housekeeping grid), on a turn the loop takes anyway or on
-    // the timer.
-    uint64_t t0 = monotonic_ns();
-    size_t reports = 0, timers = 0;
-    auto count = [&](const std::vector<Source::Kind> &kinds) {
-        for (Source::Kind k : kinds) {
-            reports += k == Source::Kind::Children;
-            timers += k == Source::Kind::Timer;
-        }
+    // Each child exits: the loop is not woken by it (the timer reads children's names), and
+    // nothing is retired yet.
+    auto no_exit_events = [&] {
+        for (Source::Kind k : f.step(50))
+            if (k != Source::Kind::Timer)
+                return false;
+        return true;
     };
-    for (size_t i = 0; i < children.size(); ++i) {
-        children[i]->kill();
-        REQUIRE(children[i]->dead(5000));
-        count(f.step(0));
+    for (auto &c : children) {
+        c->kill();
+        REQUIRE(c->dead(5000));
     }
-    uint64_t bound = Registry::kRetireAfterNs + 2 * Registry::kHousekeepingGridNs;
-    uint64_t deadline = monotonic_ns() + bound;
-    while (f.registry->stats().bindings != 0 && monotonic_ns() < deadline)
-        count(f.step(static_cast<int>(bound / 1'000'000)));
+    CHECK(no_exit_events());
+    CHECK(f.registry->stats().bindings == children.size());
+    // With kSweepMin children held, the next registration sweeps first: the exited ones are
+    // retired, the new one is held.
+    Child last;
+    REQUIRE(f.registry->add(parent.handle(), last.handle(), f.policy, f.root).error == 0);
+    f.registry->collect();
+    CHECK(f.registry->stats().bindings == 1);
+    CHECK(f.registry->stats().children == 1);
+    // Then one exits without a sweep until asked (LIST, STATUS).
+    last.kill();
+    REQUIRE(last.dead(5000));
+    CHECK(no_exit_events());
+    CHECK(f.registry->stats().bindings == 1);
+    f.registry->retire_exited_children();
+    f.registry->collect();
     CHECK(f.registry->stats().bindings == 0);
-    uint64_t periods = (monotonic_ns() - t0) / Registry::kRetireAfterNs;
-    CHECK(reports >= 1);
-    CHECK(reports <= 1 + periods);
-    CHECK(timers <= 2 + periods);
     CHECK(f.registry->stats().kills == 0);
     CHECK_FALSE(parent.dead());
 }
@@ -363,10 +377,10 @@ TEST_CASE("a child whose exit waits to be retired is not signalled when its pare
     Child parent, first, second, third;
     for (Child *c : {&first, &second, &third})
         REQUIRE(f.registry->add(parent.handle(), c->handle(), f.policy, f.root).error == 0);
-    // The first exit is reported and retired; the child set then waits kRetireAfterNs.
+    // The first exit is retired (as LIST would).
     first.kill();
     REQUIRE(first.dead(5000));
-    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 2; }));
+    CHECK(f.sweep_until([&] { return f.registry->stats().bindings == 2; }));
     // The second exits (a zombie: we do not reap it) and the parent dies, before any turn.
     second.kill();
     REQUIRE(second.dead(5000));
@@ -412,10 +426,10 @@ TEST_CASE("a group-scope child whose exit waits to be retired takes no member wi
         f.registry
             ->add(parent.handle(), PidFd(leader, UniqueFd(::dup(leader_fd.get()))), group, f.root)
             .error == 0);
-    // The child set reports the first exit, then waits kRetireAfterNs.
+    // The first exit is retired (as LIST would).
     first.kill();
     REQUIRE(first.dead(5000));
-    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 1; }));
+    CHECK(f.sweep_until([&] { return f.registry->stats().bindings == 1; }));
     // The leader exits (a zombie: not reaped), then the parent dies, before any turn.
     sys_pidfd_send_signal(leader_fd.get(), SIGKILL);
     REQUIRE(exited(leader_fd, 5000));
@@ -447,10 +461,10 @@ TEST_CASE("a child that becomes a parent is watched as one: its death is acted o
     Child a, b, c, other;
     REQUIRE(f.registry->add(a.handle(), b.handle(), f.policy, f.root).error == 0);
     REQUIRE(f.registry->add(a.handle(), other.handle(), f.policy, f.root).error == 0);
-    // The child set reports once and then waits: b must not be watched there any more.
+    // A child is watched by nothing; once it is a parent, its death is an event of its own.
     other.kill();
     REQUIRE(other.dead(5000));
-    CHECK(f.pump_until([&] { return f.registry->stats().bindings == 1; }));
+    CHECK(f.sweep_until([&] { return f.registry->stats().bindings == 1; }));
     REQUIRE(f.registry->add(b.handle(), c.handle(), f.policy, f.root).error == 0);
     b.kill();
     REQUIRE(b.dead(5000));
