@@ -54,7 +54,10 @@ void Datagrams::on_readable() {
             pause();
             return;
         }
-        for (size_t i = 0; i < kBatch; ++i) {
+        // While fds wait to be closed, one datagram at a time: the FdCloser's limit is then
+        // overshot by one datagram's fds at most, not a batch's.
+        size_t batch = closer_.pending() ? 1 : kBatch;
+        for (size_t i = 0; i < batch; ++i) {
             iov[i] = {data[i].data(), data[i].size()};
             msgs[i] = {};
             msgs[i].msg_hdr.msg_iov = &iov[i];
@@ -62,14 +65,14 @@ void Datagrams::on_readable() {
             msgs[i].msg_hdr.msg_control = control[i].data;
             msgs[i].msg_hdr.msg_controllen = sizeof(control[i].data);
         }
-        int n = ::recvmmsg(socket_.get(), msgs.data(), kBatch, MSG_DONTWAIT | MSG_CMSG_CLOEXEC,
-                           nullptr);
+        int n = ::recvmmsg(socket_.get(), msgs.data(), static_cast<unsigned>(batch),
+                           MSG_DONTWAIT | MSG_CMSG_CLOEXEC, nullptr);
         if (n <= 0)
             return; // EAGAIN: drained; any other error is the socket's and ends nothing
         for (int i = 0; i < n; ++i)
             handle(msgs[i].msg_hdr, msgs[i].msg_len, data[i].data());
         read += static_cast<size_t>(n);
-        if (static_cast<size_t>(n) < kBatch)
+        if (static_cast<size_t>(n) < batch)
             return; // drained
     }
 }

@@ -88,7 +88,9 @@ void Requests::handle_datagram(Peer &peer, const unsigned char *msg, size_t size
         v = {-EINVAL, proto::kUnknownAction}; // PING and HELLO need a connection to answer on
     if (v.error < 0)
         log_refusal(peer, nullptr,
-                    r.kind == DecodedRequest::Kind::Unregister ? "UNREGISTER" : "REGISTER",
+                    r.kind == DecodedRequest::Kind::Register     ? "REGISTER"
+                    : r.kind == DecodedRequest::Kind::Unregister ? "UNREGISTER"
+                                                                 : "record",
                     r.parent, r.child, v);
 }
 
