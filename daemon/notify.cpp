@@ -100,7 +100,7 @@ void Notifier::update_status() {
     }
     // Children that have exited are not counted: they are retired first (a poll of every
     // child's pidfd, at most once per kStatusInterval, and only while the figures change).
-    registry_.retire_exited_children();
+    registry_.sweep_if_due();
     auto s = registry_.stats();
     sd_notifyf(0, "STATUS=watching %u parents, %u children; %llu killed since start", s.parents,
                s.children, static_cast<unsigned long long>(s.kills));

@@ -169,12 +169,22 @@ void Registry::retire_drained() {
 }
 
 void Registry::retire_exited_children() {
+    uint64_t start = monotonic_ns();
     sweep(nullptr);
     retire_drained();
     // The next sweep on registration once as many more children are held: each child is
     // polled a bounded number of times on average, and exited ones are at most half of those
     // held (plus kSweepMin).
     sweep_at_ = std::max(kSweepMin, 2 * unwatched_);
+    uint64_t end = monotonic_ns();
+    next_sweep_ns_ = end + std::max(kSweepEveryNs, 9 * (end - start));
+}
+
+bool Registry::sweep_if_due() {
+    if (monotonic_ns() < next_sweep_ns_)
+        return false;
+    retire_exited_children();
+    return true;
 }
 
 void Registry::name_parents() {
@@ -225,18 +235,19 @@ Verdict Registry::add(PidFd parent_fd, PidFd child_fd, const Policy &policy, con
         return {-ESRCH, proto::kNoSuchProcess};
     // Children that have exited are retired here, before anything of this registration is
     // held: once as many more are held as after the last sweep, or when they could make a
-    // limit refuse it.
-    if (unwatched_ >= sweep_at_ ||
-        (limits_.max_processes &&
-         processes_.size() + detached_.size() + 2 > limits_.max_processes) ||
-        (limits_.bindings_per_uid && !who.privileged &&
-         held_by(who.uid) >= limits_.bindings_per_uid)) {
+    // limit refuse it. Those a limit asks for are at most as often as sweep_if_due() allows:
+    // a client kept at its limit cannot make each of its registrations a sweep of every child.
+    if (unwatched_ >= sweep_at_) {
         retire_exited_children();
+    } else if ((limits_.max_processes &&
+                processes_.size() + detached_.size() + 2 > limits_.max_processes) ||
+               (limits_.bindings_per_uid && !who.privileged &&
+                held_by(who.uid) >= limits_.bindings_per_uid)) {
+        sweep_if_due();
     } else if (Process *p =
                    limits_.bindings_per_parent ? processes_.find(parent_fd.pid()) : nullptr;
                p && p->n_children >= limits_.bindings_per_parent) {
-        sweep(p);
-        retire_drained();
+        sweep_if_due();
     }
 
     CgroupRef cgroup;

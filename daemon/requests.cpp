@@ -342,8 +342,8 @@ void Requests::send_reply(Connection *c, const proto::Request &q, Verdict v, uin
 }
 
 void Requests::list(Connection *c, const proto::Request &q) {
-    // Children that have exited are not listed, even those whose exits wait to be retired.
-    registry_->retire_exited_children();
+    // Children found exited are not listed (unless they exited after a sweep made lately).
+    registry_->sweep_if_due();
     std::vector<proto::BindingInfo2> infos;
     infos.reserve(registry_->stats().bindings);
     uint64_t now = monotonic_ns();
@@ -380,7 +380,7 @@ void Requests::list(Connection *c, const proto::Request &q) {
 }
 
 void Requests::status(Connection *c, const proto::Request &q) {
-    registry_->retire_exited_children();
+    registry_->sweep_if_due();
     auto s = registry_->stats();
     proto::StatusInfo info{};
     std::snprintf(info.version, sizeof(info.version), "%s", ORPHAND_VERSION);

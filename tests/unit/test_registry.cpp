@@ -556,3 +556,21 @@ TEST_CASE("a parent that dies before it is named is named at its death, not when
     CHECK(recorder.parent_comm == expected);
     f.registry->set_kill_observer(nullptr);
 }
+
+TEST_CASE("sweeps clients can ask for again and again are spaced: at most a tenth of the time") {
+    Fixture f;
+    Child parent, child;
+    REQUIRE(f.registry->add(parent.handle(), child.handle(), f.policy, f.root).error == 0);
+    CHECK(f.registry->sweep_if_due());
+    child.kill();
+    REQUIRE(child.dead(5000));
+    // Asked again at once: not swept, the exit is still held.
+    CHECK_FALSE(f.registry->sweep_if_due());
+    f.registry->collect();
+    CHECK(f.registry->stats().bindings == 1);
+    // Once kSweepEveryNs has passed, it is.
+    ::usleep(static_cast<useconds_t>(Registry::kSweepEveryNs / 1000 + 1000));
+    CHECK(f.registry->sweep_if_due());
+    f.registry->collect();
+    CHECK(f.registry->stats().bindings == 0);
+}
