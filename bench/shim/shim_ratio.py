@@ -28,8 +28,10 @@ def batch(loop, iterations, env):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loop", required=True, help="the fork_exec_true program")
-    ap.add_argument("--samples", type=int, default=31, help="interleaved pairs of batches")
-    ap.add_argument("--iterations", type=int, default=200, help="fork+exec+wait per batch")
+    ap.add_argument("--samples", type=int, default=21, help="interleaved rounds of batches")
+    # Long enough that a burst's ends (the daemon's wakeups to name the last children) weigh
+    # little against the forks' own.
+    ap.add_argument("--iterations", type=int, default=1000, help="fork+exec+wait per batch")
     ap.add_argument("--empty", help="an empty library: its preload cost is measured alongside")
     args = ap.parse_args()
 
