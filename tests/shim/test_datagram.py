@@ -21,6 +21,15 @@ BASH = ["bash", "-c", "sleep 600 & echo pid $!; sleep 600 & echo pid $!; echo re
         "kill -KILL $$"]
 
 
+def read_children(p):
+    """The children the program reports, tracked at once (their parent, alive, has not reaped
+    them): if the test fails before they are killed, it still ends them."""
+    pids = p.read_pids()
+    for pid in pids:
+        ot.track(pid)
+    return pids
+
+
 def kill_bash(p):
     def kill():
         p.proc.stdin.write(b"go\n")
@@ -39,7 +48,7 @@ def by_datagram():
         try:
             p = st.Parent(BASH, d)  # ORPHAND_SOCKET is the original path
             d.socket = away         # the test's own requests
-            pids = p.read_pids()
+            pids = read_children(p)
             st.wait_bound(d, pids)
         finally:
             if d.socket == away:
@@ -58,7 +67,7 @@ def without_datagram_socket():
     with ot.Daemon() as d:
         os.unlink(d.socket + orphand.DATAGRAM_SUFFIX)
         p = st.Parent(BASH, d)
-        pids = p.read_pids()
+        pids = read_children(p)
         st.expect_children_killed(d, p, pids, kill=kill_bash(p))
         print(f"  no datagram socket: {len(pids)} children bound over the stream, killed")
 
@@ -84,7 +93,7 @@ def datagram_queue_full():
                         queued += 1
             ot.check(0 < queued < 10000, f"the datagram queue did not fill: {queued} sent")
             p = st.Parent(BASH, d)
-            pids = p.read_pids()
+            pids = read_children(p)
         finally:
             signal.pidfd_send_signal(d.pidfd, signal.SIGCONT)
         st.expect_children_killed(d, p, pids, kill=kill_bash(p))
