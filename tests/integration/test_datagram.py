@@ -18,7 +18,9 @@ import itest as it
 import orphand
 import orphtest as ot
 
-OTHER = 4242  # the sender's uid in the first cases: neither root nor the daemon's
+# The sender's uid in the first cases, not root's, so that the uid LIST names is the sender's:
+# another user's where the test can switch to one, else the test's own.
+OTHER = 4242 if os.geteuid() == 0 else os.geteuid()
 
 
 def dgram_path(d):
@@ -35,6 +37,8 @@ def send_dgram(path, data, fds=()):
 
 def user_sleeper(uid, name="orph-child"):
     """A tracked `sleep` named `name`, running as uid (real, effective, saved); (Popen, pidfd)."""
+    if uid == os.geteuid():
+        return it.sleeper(name)
     proc, pidfd = ot.spawn(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
                             it.named(name), "600"])
     deadline = time.monotonic() + ot.TIMEOUT
@@ -58,7 +62,7 @@ def sender(path, build, uid=None, stay=True):
         status = 1
         try:
             os.close(r)
-            if uid is not None:
+            if uid is not None and uid != os.geteuid():
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
@@ -75,8 +79,8 @@ def sender(path, build, uid=None, stay=True):
     os.close(w)
     pidfd = ot.track(pid)
     with os.fdopen(r, "rb") as f:
-        ot.check(f.read() == b"sent" if not stay else f.read(4) == b"sent",
-                 f"the sender {pid} failed")
+        got = f.read(4) if stay else f.read()  # a sender that stays keeps its end open
+    ot.check(got == b"sent", f"the sender {pid} failed")
     return pid, pidfd
 
 
@@ -84,11 +88,17 @@ def listed(d, parent, child):
     return [b for b in d.bindings() if (b["parent"], b["child"]) == (parent, child)]
 
 
-def fd_count(d):
-    """The daemon's open fds once every other connection has closed (one is ours)."""
+def fd_count(d, samples=1):
+    """The daemon's open fds once every other connection has closed (one is ours): the fewest
+    of `samples` counts, so that a file it has open for a moment (a /proc read) does not
+    count in a baseline."""
     with d.client() as c:
         d.wait_until(lambda: c.status()["connections"] == 1, "other connections to close")
-        return len(os.listdir(f"/proc/{d.pid}/fd"))
+        counts = []
+        for _ in range(samples):
+            counts.append(len(os.listdir(f"/proc/{d.pid}/fd")))
+            time.sleep(0.02)
+        return min(counts)
 
 
 def sender_is_parent(d):
@@ -155,7 +165,7 @@ def other_parent_and_unregister(d):
         (ot.record(parent.pid, child.pid, ot.REGISTER), [os.pidfd_open(child.pid)])])
     it.wait_bound(d, parent.pid, child.pid)
     b = listed(d, parent.pid, child.pid)
-    ot.check(len(b) == 1 and (b[0]["registrant"], b[0]["uid"]) == (spid, 0)
+    ot.check(len(b) == 1 and (b[0]["registrant"], b[0]["uid"]) == (spid, os.getuid())
              and b[0]["parent_comm"] == "orph-dparent", f"LIST: {b}")
     ot.check(not any(x["parent"] == spid for x in d.bindings()), "the sender was bound instead")
     # The sender's death is not the parent's.
@@ -202,9 +212,9 @@ def refusals():
         with d.client() as c:
             ot.check(c.register(guard_parent.pid, guard_child.pid)["error"] == 0, "guard")
             ot.check(c.register(parent.pid, witness.pid)["error"] == 0, "witness")
-        baseline = fd_count(d)
+        baseline = fd_count(d, samples=10)
         before = it.pairs(d)
-        P, me = parent.pid, os.getpid()
+        P, me, uid = parent.pid, os.getpid(), os.getuid()
 
         victims = [it.sleeper(f"orph-victim{i}") for i in range(12)]
         V = [v.pid for v, _ in victims]
@@ -255,7 +265,7 @@ def refusals():
                 continue
             what_re = re.escape(what) if what else r"\S+"
             pattern = (rf"refused {what_re} \(parent {parent_pid}, child {child_pid}\) from pid "
-                       rf"{me} uid 0: {re.escape(reason)}")
+                       rf"{me} uid {uid}: {re.escape(reason)}")
             d.wait_until(lambda: re.search(pattern, d.read_log()),
                          f"a log line for the {len(data)}-byte datagram with {len(fds)} fds "
                          f"matching {pattern!r}")
