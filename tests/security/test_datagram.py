@@ -63,7 +63,7 @@ def attacker(d, ops):
 
 
 def refused_bindings(d, guard):
-    """(a): datagrams from nobody that would bind root's process, or undo root's binding."""
+    """Datagrams from nobody that would bind root's process, or undo root's binding."""
     victim, victim_fd = ot.sleeper()              # root's
     witness, witness_fd = st.user_sleeper(NOBODY)  # nobody's own
     V, W, GP, GC = victim.pid, witness.pid, *guard
@@ -78,7 +78,7 @@ def refused_bindings(d, guard):
             {"dgram": rec(A, 1, REG)},                                          # 5
             {"dgram": rec(A, d.pid, REG)},                                      # 6
             {"dgram": rec(GP, GC, UNREG)},                                      # 7
-            {"dgram": rec(A, V, REG), "fds": [f"pidfd:{V}"], "creds": [A, 0, 0]},
+            {"dgram": rec(A, V, REG), "fds": [f"pidfd:{V}"], "creds": [A, 0, 0]},  # 8
             {"dgram": rec(GP, V, REG), "fds": [f"pidfd:{V}"],
              "creds": [GP, NOBODY, NOBODY]},                                    # 9
             {"dgram": rec(A, W, REG), "fds": [f"pidfd:{W}"]},                  # 10: its own
@@ -88,7 +88,8 @@ def refused_bindings(d, guard):
     ot.check(res[0] == A, f"the attacker is pid {res[0]}, not {A}")
     for i in (1, 2, 3, 4, 5, 6, 7, 10):
         ot.check(res[i].get("sent") == 12, f"datagram {i} not sent: {res[i]}")
-    # The kernel checks claimed credentials: nobody may claim neither uid 0 nor another pid.
+    # The kernel checks claimed credentials: uid 65534 may claim neither uid 0 nor another
+    # process's pid.
     for i in (8, 9):
         ot.check("PermissionError" in res[i].get("exception", ""),
                  f"claimed credentials in datagram {i} not refused by the kernel: {res[i]}")
@@ -115,8 +116,8 @@ def refused_bindings(d, guard):
     ot.check(d.ping(), "orphand does not answer PING")
     print("  the attacker killed: its own child died, root's process lives")
 
-    # In user and pid namespaces of its own, nobody is root and may claim any pid there, and
-    # uid 0: orphand sees uid 65534 and judges as ever.
+    # In user and pid namespaces of its own, nobody is root there and may claim uid 0: orphand
+    # sees uid 65534 and judges as ever; a raw pid from there means nothing to it.
     vfd = os.pidfd_open(V)
     try:
         os.set_inheritable(vfd, True)
@@ -156,7 +157,7 @@ def ping_within(d, limit):
 
 
 def flood(d, victim, victim_fd):
-    """(b): WORKERS attackers send datagrams with hundreds of fds each, for FLOOD_SECONDS."""
+    """WORKERS attackers send datagrams with hundreds of fds each, for FLOOD_SECONDS."""
     fds_before = baseline_fds(d)
     refusals_before = d.read_log().count("refused")
     workers = [ot.spawn(st.as_user(NOBODY, st.script("dgram_flood.py", d.socket,
