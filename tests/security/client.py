@@ -39,6 +39,14 @@ on stdout, one result per operation. Operations:
                                         within 0.5 s (false: this client, not the daemon, held
                                         the last reference to a lingering socket), "stuck":
                                         bytes queued in each "lingering-tcp" socket}
+  {"dgram": HEX, "fds": [...], "creds": [pid, uid, gid], "to": PATH}
+                                        one datagram of HEX to the datagram socket (the
+                                        socket's path + orphand.DATAGRAM_SUFFIX, or PATH), with
+                                        the fds, and with "creds" an SCM_CREDENTIALS message
+                                        claiming them (the kernel checks the claim); no reply.
+                                        The fds are closed here right after the send, as in
+                                        "send". Returns {"sent": bytes}, and with fds
+                                        "closes_returned" and "stuck" as "send" does
   {"dropcaps": true}                    drops every capability of this client (capset), as a
                                         program that has done its privileged work would;
                                         returns {"dropped": true}
@@ -239,6 +247,28 @@ def send(s, data, fds):
                 os.close(fd)
 
 
+def dgram_op(path, op):
+    """The "dgram" operation (see above)."""
+    STUCK.clear()
+    fds = open_fds(op.get("fds"))
+    anc = []
+    if fds:
+        anc.append((socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds)))
+    if "creds" in op:
+        anc.append((socket.SOL_SOCKET, socket.SCM_CREDENTIALS, struct.pack("iII", *op["creds"])))
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+            s.settimeout(10)
+            n = s.sendmsg([bytes.fromhex(op["dgram"])], anc, 0,
+                          op.get("to", path + orphand.DATAGRAM_SUFFIX))
+    except BaseException:
+        close_aside(fds)
+        raise
+    if not fds:
+        return {"sent": n}
+    return {"sent": n, "closes_returned": close_aside(fds), "stuck": list(STUCK)}
+
+
 def connect(path, hello):
     """A fresh connection; in acknowledged mode (version 1) if `hello`."""
     s = orphand.open_socket(path, 10)
@@ -310,6 +340,8 @@ def main():
                 out.append({"opened": op["open"]})
             elif "send" in op:
                 out.append(send_op(path, op))
+            elif "dgram" in op:
+                out.append(dgram_op(path, op))
             elif "dropcaps" in op:
                 drop_caps()
                 out.append({"dropped": True})
