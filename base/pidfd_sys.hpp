@@ -12,6 +12,7 @@ namespace orphand {
 // system calls directly.
 // FIXME: drop once the headers of the oldest supported distribution have them.
 inline constexpr int kSoPassPidfd = 76;                       // SO_PASSPIDFD, Linux 6.5
+inline constexpr int kSoPassRights = 83;                      // SO_PASSRIGHTS, Linux 6.16
 inline constexpr int kSoPeerPidfd = 77;                       // SO_PEERPIDFD, Linux 6.5
 inline constexpr int kScmPidfd = 4;                           // SCM_PIDFD, Linux 6.5
 inline constexpr unsigned kPidfdThread = O_EXCL;              // PIDFD_THREAD, Linux 6.9

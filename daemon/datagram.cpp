@@ -19,7 +19,7 @@ namespace {
 union Control {
     struct cmsghdr align;
     char data[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) +
-              CMSG_SPACE(sizeof(int) * 253)];
+              CMSG_SPACE(sizeof(int) * Datagrams::kMaxFdsPerDatagram)];
 };
 
 // One record, and room to see that a datagram is longer.
@@ -37,44 +37,55 @@ void Datagrams::pause() {
         paused_ = true;
 }
 
+void Datagrams::refuse_fds(bool refuse) {
+    if (refuse == fds_refused_ || !rights_switch_)
+        return;
+    int pass = refuse ? 0 : 1;
+    if (::setsockopt(socket_.get(), SOL_SOCKET, kSoPassRights, &pass, sizeof(pass)) == 0)
+        fds_refused_ = refuse;
+    else
+        rights_switch_ = false; // before Linux 6.16: reading pauses instead
+}
+
 void Datagrams::on_closer() {
-    if (paused_ && !closer_.full() && loop_.modify(socket_.get(), EPOLLIN, &source_))
+    if (!closer_.quiet())
+        return;
+    refuse_fds(false);
+    if (paused_ && loop_.modify(socket_.get(), EPOLLIN, &source_))
         paused_ = false;
 }
 
 void Datagrams::on_readable() {
-    static std::array<std::array<unsigned char, kMessageRoom>, kBatch> data;
-    static std::array<Control, kBatch> control;
-    std::array<struct iovec, kBatch> iov;
-    std::array<struct mmsghdr, kBatch> msgs;
-    for (size_t read = 0; read < kPerTurn;) {
-        // Fds from senders wait to be closed: nothing more is taken until they are (senders
-        // meanwhile find the queue full and connect instead, where each uid is throttled).
-        if (closer_.full()) {
+    // Fds from senders wait to be closed. A sender is known only once its datagram is read,
+    // so no uid can be held back alone, as on connections. Instead no sender may pass fds
+    // until they are closed (SO_PASSRIGHTS: its send fails with EPERM, and the shim then
+    // connects, where each uid is throttled on its own), and the datagrams already queued,
+    // whose fds are bounded by the queue's length, are read while FdCloser::kMaxPending (at
+    // which connections wait) stays out of reach. One sender whose fd's close blocks (honest
+    // clients send only pidfds, which are never pending) thus costs others the datagram path
+    // for a while, never their registrations.
+    if (!closer_.quiet()) {
+        refuse_fds(true);
+        if (!fds_refused_ || closer_.pending() + kMaxFdsPerDatagram >= FdCloser::kMaxPending) {
             pause();
             return;
         }
-        // While fds wait to be closed, one datagram at a time: the FdCloser's limit is then
-        // overshot by one datagram's fds at most, not a batch's.
-        size_t batch = closer_.pending() ? 1 : kBatch;
-        for (size_t i = 0; i < batch; ++i) {
-            iov[i] = {data[i].data(), data[i].size()};
-            msgs[i] = {};
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_control = control[i].data;
-            msgs[i].msg_hdr.msg_controllen = sizeof(control[i].data);
-        }
-        int n = ::recvmmsg(socket_.get(), msgs.data(), static_cast<unsigned>(batch),
-                           MSG_DONTWAIT | MSG_CMSG_CLOEXEC, nullptr);
-        if (n <= 0)
-            return; // EAGAIN: drained; any other error is the socket's and ends nothing
-        for (int i = 0; i < n; ++i)
-            handle(msgs[i].msg_hdr, msgs[i].msg_len, data[i].data());
-        read += static_cast<size_t>(n);
-        if (static_cast<size_t>(n) < batch)
-            return; // drained
     }
+    // One datagram per report: one may carry kMaxFdsPerDatagram fds, and the check above is
+    // made before each. The socket is level-triggered: the loop reports the next at once,
+    // after the other events.
+    static std::array<unsigned char, kMessageRoom> data;
+    static Control control;
+    struct iovec iov = {data.data(), data.size()};
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.data;
+    msg.msg_controllen = sizeof(control.data);
+    ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return; // EAGAIN: drained; any other error is the socket's and ends nothing
+    handle(msg, static_cast<size_t>(n), data.data());
 }
 
 void Datagrams::handle(struct msghdr &msg, size_t size, const unsigned char *data) {
@@ -107,11 +118,16 @@ void Datagrams::handle(struct msghdr &msg, size_t size, const unsigned char *dat
     }
     Peer peer(*cred);
     peer.once = true;
-    if (sender_pidfd)
+    if (sender_pidfd) {
         peer.pidfd = PidFd(cred->pid, std::move(sender_pidfd));
-    else if (auto p = PidFd::open(cred->pid))
-        // FIXME: drop once Linux 6.5 is the minimum: opened by pid, as for connections.
+    } else if (auto p = PidFd::open(cred->pid)) {
+        // FIXME: drop once Linux 6.5 is the minimum: opened by pid, as for connections (before
+        // 6.16 the kernel gives no pidfd of a sender already reaped either).
         peer.pidfd = std::move(*p);
+    } else if (p.code() == -ESRCH) {
+        // No process has the sender's pid: the sender has exited and been reaped.
+        peer.gone = true;
+    }
     handler_.handle_datagram(peer, data, size, fds.count || fds.too_many ? &fds : nullptr);
 }
 

@@ -28,15 +28,16 @@ class DatagramHandler {
 };
 
 // Reads the datagram socket: each datagram is one message, whose sender the kernel names, so a
-// registration costs no accept, no connection and one wakeup at most (several when they queue).
-// Security properties, as for connections: every fd a datagram carries is taken (SCM_MAX_FD) and
-// any that is not a pidfd is closed off the loop (FdCloser); nothing is read while the FdCloser
-// is full; a turn reads at most kPerTurn datagrams, so a flood never holds up other clients or
-// kills. There are no replies: a sender that needs one connects (the stream socket).
+// registration costs no accept, no connection and one wakeup at most. Security properties, as
+// for connections: every fd a datagram carries is taken (SCM_MAX_FD) and any that is not a
+// pidfd is closed off the loop (FdCloser); while fds wait to be closed, no sender may pass
+// more (SO_PASSRIGHTS), and what is queued is read only while the FdCloser's limit stays out of
+// reach; one datagram is read per report of the socket, so a flood never holds up other
+// clients or kills. There are no replies: a sender that needs one connects (the stream
+// socket).
 class Datagrams {
   public:
-    static constexpr size_t kBatch = 16;   // datagrams per recvmmsg
-    static constexpr size_t kPerTurn = 64; // datagrams per loop turn, at most
+    static constexpr size_t kMaxFdsPerDatagram = 253; // the kernel's SCM_MAX_FD
 
     // Reads `socket` (non-blocking, with SO_PASSCRED and where it exists SO_PASSPIDFD),
     // watched in `loop` through `source`; `closer`, `loop` and `handler` outlive it.
@@ -45,8 +46,8 @@ class Datagrams {
     Datagrams(const Datagrams &) = delete;
     Datagrams &operator=(const Datagrams &) = delete;
 
-    // The socket is readable: reads up to kPerTurn datagrams (level-triggered: the loop
-    // reports the rest at its next turn).
+    // The socket is readable: reads one datagram (level-triggered: the loop reports the next
+    // at its next turn).
     void on_readable();
     // The FdCloser caught up: reading resumes if it had paused.
     void on_closer();
@@ -60,6 +61,8 @@ class Datagrams {
   private:
     void handle(struct msghdr &msg, size_t size, const unsigned char *data);
     void pause();
+    // Whether senders may pass fds (SO_PASSRIGHTS, Linux 6.16); a no-op where it fails.
+    void refuse_fds(bool refuse);
 
     EventLoop &loop_;
     FdCloser &closer_;
@@ -67,6 +70,8 @@ class Datagrams {
     Source &source_;
     DatagramHandler &handler_;
     bool paused_ = false;
+    bool fds_refused_ = false;
+    bool rights_switch_ = true; // SO_PASSRIGHTS works (until it fails once)
     Stats stats_;
 };
 

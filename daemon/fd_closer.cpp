@@ -23,7 +23,8 @@ struct FdCloser::State {
     std::deque<uid_t> waiting;                         // uids with work and no worker
     std::atomic<size_t> total = 0; // read without the lock by the loop's fast paths
     size_t workers = 0;
-    UniqueFd notify; // eventfd: a throttled uid dropped below its limit
+    UniqueFd notify; // eventfd: a throttled uid dropped below its limit, or the total below
+                     // kMaxPending or kQuiet
 
     void work(uid_t uid);
 };
@@ -126,9 +127,9 @@ void FdCloser::State::work(uid_t uid) {
         lock.unlock();
         ::close(fd); // may block for as long as the fd's owner wants: only this uid waits
         lock.lock();
-        bool was_full = s->total-- == kMaxPending;
+        size_t before = s->total--;
         auto p = s->pending.find(uid);
-        if (p->second-- == kMaxPendingPerUid || was_full) {
+        if (p->second-- == kMaxPendingPerUid || before == kMaxPending || before == kQuiet) {
             uint64_t one = 1;
             (void)!::write(s->notify.get(), &one, sizeof(one));
         }

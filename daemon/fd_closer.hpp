@@ -32,6 +32,10 @@ class FdCloser {
     // With this many fds pending in all, the daemon accepts no connection until some are
     // closed: a refused connection would be one more (see full()).
     static constexpr size_t kMaxPending = 512;
+    // Datagrams are read only while fewer than this many fds are pending in all: a datagram's
+    // sender is known only once it is read, so a uid cannot be throttled alone there (see
+    // quiet()). Honest clients send pidfds only, which are never pending here.
+    static constexpr size_t kQuiet = kMaxPendingPerUid;
 
     // `loop` watches an eventfd that becomes readable when a throttled uid drops below its limit.
     FdCloser(EventLoop &loop, Source *source);
@@ -50,6 +54,9 @@ class FdCloser {
     // True while kMaxPending or more fds are pending. The eventfd becomes readable when that
     // ends, as when a uid's throttle does.
     bool full() { return pending() >= kMaxPending; }
+    // True while fewer than kQuiet fds are pending; the eventfd becomes readable when that
+    // starts again.
+    bool quiet() { return pending() < kQuiet; }
     // Called by the loop when the eventfd is readable; clears it.
     void drain_notification();
 

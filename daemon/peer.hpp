@@ -25,6 +25,7 @@ struct Peer {
     bool foreign_pidns = false;
     pid_t inner_pid = 0; // the peer's pid in its own namespace (when foreign)
     bool once = false;   // the sender of one datagram: what it holds may be taken, not copied
+    bool gone = false;   // a datagram's sender known to have exited and been reaped (no pidfd)
 
     Peer() = default;
     explicit Peer(const struct ucred &cred) : pid(cred.pid), uid(cred.uid), gid(cred.gid) {}

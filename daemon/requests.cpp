@@ -262,9 +262,12 @@ Verdict Requests::do_register(Peer &peer, uint32_t parent_pid, uint32_t child_pi
                 static_cast<pid_t>(parent_pid) == peer.inner_pid)) {
         // The client itself, through the connection's pidfd: no pid race even if it is already
         // gone. A client in another pid namespace can name no other parent without a pidfd.
-        if (!peer.pidfd.valid())
+        if (peer.gone)
+            parent = PidFd(peer.pid, UniqueFd()); // it already died: acted on at once
+        else if (!peer.pidfd.valid())
             return {-ESRCH, proto::kNoSuchProcess};
-        parent_is_peer = true; // its pidfd is taken below, once nothing can be refused
+        else
+            parent_is_peer = true; // its pidfd is taken below, once nothing can be refused
     } else if (peer_foreign(peer, last_peer_)) {
         return {-EXDEV, proto::kForeignPidNamespace};
     } else {
