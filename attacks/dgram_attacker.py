@@ -216,6 +216,94 @@ def stream_fill(path, linger, nconns):
         KEEP.append(c)
     print(f"ready stuck={stuck} attempts={attempts}", flush=True)
 
+def malformed(path, victim_pid):
+    """A catalogue of odd datagrams; prints what each send did. `victim_pid`: a process of
+    another user (root) that nobody may not signal."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    me = os.getpid()
+    rec = lambda p, c, a: struct.pack("III", p & 0xffffffff, c & 0xffffffff, a & 0xffffffff)
+    kid = os.fork()
+    if kid == 0:
+        time.sleep(30)
+        os._exit(0)
+    kid_fd = os.pidfd_open(kid)
+    victim_fd = os.pidfd_open(victim_pid)
+    thread_fd = -1
+    try:
+        thread_fd = os.pidfd_open(threading_tid(), os.O_EXCL)  # PIDFD_THREAD
+    except OSError:
+        pass
+    cases = [
+        ("empty", [b""], []),
+        ("11 bytes", [rec(me, kid, 1)[:11]], []),
+        ("13 bytes", [rec(me, kid, 1) + b"x"], []),
+        ("64 KiB", [bytes(65000)], []),
+        ("two iovecs making 12 bytes", [rec(me, kid, 1)[:6], rec(me, kid, 1)[6:]], []),
+        ("PING", [rec(me, kid, 3)], []),
+        ("HELLO", [rec(0x4f52504e, 1, 4)], []),
+        ("LIST", [rec(0, 0, 5)], []),
+        ("STATUS", [rec(0, 0, 6)], []),
+        ("action 0", [rec(me, kid, 0)], []),
+        ("action ~0", [rec(me, kid, -1)], []),
+        ("REGISTER 0 0", [rec(0, 0, 1)], []),
+        ("REGISTER self self", [rec(me, me, 1)], []),
+        ("REGISTER self -> pid 1", [rec(me, 1, 1)], []),
+        ("REGISTER self -> pid 2", [rec(me, 2, 1)], []),
+        ("REGISTER self -> victim (root)", [rec(me, victim_pid, 1)], []),
+        ("REGISTER self -> victim pidfd", [rec(me, victim_pid, 1)], [victim_fd]),
+        ("REGISTER self -> kid pidfd, pid mismatch", [rec(me, kid + 1, 1)], [kid_fd]),
+        ("REGISTER victim -> kid, victim pidfd as parent", [rec(victim_pid, kid, 1)],
+         [kid_fd, victim_fd]),
+        ("REGISTER self -> kid, 3 pidfds", [rec(me, kid, 1)], [kid_fd, kid_fd, kid_fd]),
+        ("REGISTER self -> kid, thread pidfd", [rec(me, kid, 1)],
+         [thread_fd] if thread_fd >= 0 else []),
+        ("REGISTER self -> kid, pipe as child", [rec(me, kid, 1)], [KEEP_PIPE[0]]),
+        ("REGISTER 0xffffffff -> kid", [rec(-1, kid, 1)], [kid_fd]),
+        ("REGISTER self -> kid with explicit creds", [rec(me, kid, 1)], [kid_fd], True),
+        ("UNREGISTER victim -> victim", [rec(victim_pid, victim_pid, 2)], []),
+        ("UNREGISTER self -> kid", [rec(me, kid, 2)], []),
+        ("UNREGISTER with pidfds", [rec(me, kid, 2)], [kid_fd, victim_fd]),
+        ("REGISTER self -> kid (valid)", [rec(me, kid, 1)], [kid_fd]),
+        ("REGISTER self -> kid again (already bound)", [rec(me, kid, 1)], [kid_fd]),
+        ("253 x kid pidfd", [rec(me, kid, 1)], [kid_fd] * 253),
+    ]
+    for case in cases:
+        name, iov, fds = case[0], case[1], case[2]
+        anc = []
+        if len(case) > 3:
+            anc.append((socket.SOL_SOCKET, socket.SCM_CREDENTIALS,
+                        struct.pack("iII", me, os.getuid(), os.getgid())))
+        if fds:
+            anc.append((socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds)))
+        try:
+            s.sendmsg(iov, anc, 0, path)
+            print(f"{name}: sent", flush=True)
+        except OSError as e:
+            print(f"{name}: {e}", flush=True)
+        time.sleep(0.01)
+    print(f"kid {kid}", flush=True)
+
+
+KEEP_PIPE = os.pipe()
+
+
+def threading_tid():
+    import threading
+    tid = []
+    ev = threading.Event()
+    def run():
+        tid.append(threading.get_native_id())
+        ev.wait()
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    while not tid:
+        time.sleep(0.001)
+    KEEP.append(ev)
+    return tid[0]
+
+
 def main():
     path, mode = sys.argv[1], sys.argv[2]
     if mode == "closer-fill":
@@ -227,6 +315,8 @@ def main():
         emfile(path, int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
     elif mode == "stream-fill":
         stream_fill(path, int(sys.argv[3]), int(sys.argv[4]))
+    elif mode == "malformed":
+        malformed(path, int(sys.argv[3]))
     elif mode == "exit-hang":
         closer_fill(path, int(sys.argv[3]), int(sys.argv[4]))
         queued_lingering(path, int(sys.argv[3]),
