@@ -16,8 +16,8 @@ import orphtest as ot
 HERE = os.path.dirname(os.path.abspath(__file__))
 # What other users run: these helper scripts and the orphtest and orphand modules they import.
 SHARED_FILES = [os.path.join(HERE, name)
-                for name in ("client.py", "dgram_flood.py", "exec_attack.py", "load_worker.py",
-                             "uidflip.py")]
+                for name in ("client.py", "dgram_attack.py", "dgram_flood.py", "exec_attack.py",
+                             "load_worker.py", "uidflip.py")]
 SHARED_FILES += [os.path.abspath(ot.__file__), os.path.abspath(orphand.__file__)]
 
 # The system interpreter: another user may not be able to reach one under root's home.

@@ -1,0 +1,158 @@
+# SPDX-License-Identifier: MIT
+"""A hostile sender of datagrams to orphand's datagram socket, run as another user by
+test_datagram.py. Usage: dgram_attack.py DGRAM_PATH OP [ARGS...]; it prints one line per step
+("ready ...", "queued ...") and then holds everything it made (its lingering sockets' peers
+above all) until stdin reaches EOF.
+
+  fill LINGER N       Blocks the FdCloser's worker for this uid on a lingering close (a TCP
+                      socket on 127.0.0.1 with SO_LINGER {1, LINGER} whose peer never reads and
+                      whose send queue is full, sent last in a datagram after 252 pipe ends, our
+                      copy closed at once; tried again if the daemon was faster and ours was the
+                      last close), then sends N datagrams of 253 pipe ends each: with N = 3, 759
+                      fds wait to be closed, over FdCloser::kMaxPending (512).
+  queue LINGER        Then: one more datagram whose one fd is a lingering TCP socket (left in
+                      the datagram socket's queue if the daemon reads nothing).
+  burst LINGER N      N datagrams of 253 fds each, sent at once without waiting (EAGAIN ends
+                      them), the last fd of the last one a lingering TCP socket; our copy closed
+                      after the last send ("queued K"). Meant for a stopped daemon.
+
+Every datagram carries a 12-byte REGISTER record naming this process and pid 1, which the
+daemon refuses (its fds are not pidfds).
+"""
+
+import array
+import fcntl
+import os
+import socket
+import struct
+import sys
+import termios
+import threading
+import time
+
+KEEP = []
+
+
+def lingering_tcp(seconds):
+    """A connected TCP socket whose last close() waits up to `seconds` (see above), and the
+    bytes stuck in its send queue."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        a.connect(listener.getsockname())
+        b, _ = listener.accept()
+    KEEP.append(b)  # the peer: never read
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, seconds))
+    a.setblocking(False)
+    chunk = bytes(1 << 16)
+    refused = 0
+    while refused < 2:
+        try:
+            a.send(chunk)
+            refused = 0
+        except BlockingIOError:
+            refused += 1
+            time.sleep(0.01)
+    queued = bytearray(4)
+    fcntl.ioctl(a.fileno(), termios.TIOCOUTQ, queued)
+    return a.detach(), struct.unpack("i", queued)[0]
+
+
+def record():
+    return struct.pack("III", os.getpid(), 1, 1)
+
+
+def send_fds(s, path, fds):
+    s.sendmsg([record()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))], 0,
+              path)
+
+
+def pipe_end():
+    r, w = os.pipe()
+    KEEP.extend([r, w])
+    return r
+
+
+def fill(path, linger, n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    r = pipe_end()
+    for attempt in range(1, 51):
+        lfd, stuck = lingering_tcp(linger)
+        go = threading.Event()
+        t = threading.Thread(target=lambda: (go.wait(), os.close(lfd)), daemon=True)
+        t.start()
+        send_fds(s, path, [r] * 252 + [lfd])
+        go.set()
+        t.join(0.5)
+        if not t.is_alive():
+            break
+    else:
+        raise SystemExit("the daemon closed the lingering socket before us 50 times")
+    for _ in range(n):
+        send_fds(s, path, [r] * 253)
+    print(f"ready stuck={stuck} attempts={attempt}", flush=True)
+
+
+def queue(path, linger):
+    time.sleep(0.3)  # the daemon has read what fill sent, and stopped reading
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    lfd, stuck = lingering_tcp(linger)
+    send_fds(s, path, [lfd])
+    os.close(lfd)
+    print(f"queued stuck={stuck}", flush=True)
+
+
+def burst(path, linger, n):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    r = pipe_end()
+    lfd, stuck = lingering_tcp(linger)
+    sent = 0
+    for i in range(n):
+        try:
+            send_fds(s, path, [r] * 253 if i < n - 1 else [r] * 252 + [lfd])
+            sent += 1
+        except BlockingIOError:
+            break
+    os.close(lfd)
+    print(f"queued {sent} stuck={stuck}", flush=True)
+
+
+def stall(path, linger):
+    """For a stopped daemon: a datagram whose first fd's close lingers, two of 253 pipe ends,
+    and one more with a lingering socket, all queued; the attacker's copies closed."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    r = pipe_end()
+    stuck = []
+    for fds in ("lingering", "pipes", "pipes", "lingering"):
+        if fds == "lingering":
+            lfd, n = lingering_tcp(linger)
+            stuck.append(n)
+            send_fds(s, path, [lfd] + [r] * 252)
+            os.close(lfd)
+        else:
+            send_fds(s, path, [r] * 253)
+    print(f"queued 4 stuck={stuck}", flush=True)
+
+
+def main():
+    path, args = sys.argv[1], sys.argv[2:]
+    while args:
+        op = args.pop(0)
+        if op == "fill":
+            fill(path, int(args.pop(0)), int(args.pop(0)))
+        elif op == "queue":
+            queue(path, int(args.pop(0)))
+        elif op == "stall":
+            stall(path, int(args.pop(0)))
+        elif op == "burst":
+            burst(path, int(args.pop(0)), int(args.pop(0)))
+        else:
+            raise SystemExit(f"unknown op {op!r}")
+    sys.stdin.read()
+
+
+if __name__ == "__main__":
+    main()
