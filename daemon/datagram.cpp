@@ -82,7 +82,8 @@ void Datagrams::on_readable() {
     msg.msg_iovlen = 1;
     msg.msg_control = control.data;
     msg.msg_controllen = sizeof(control.data);
-    ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    // MSG_TRUNC: the datagram's whole length, however much of it fits.
+    ssize_t n = ::recvmsg(socket_.get(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
     if (n < 0)
         return; // EAGAIN: drained; any other error is the socket's and ends nothing
     handle(msg, static_cast<size_t>(n), data.data());

@@ -51,6 +51,8 @@ class Datagrams {
     void on_readable();
     // The FdCloser caught up: reading resumes if it had paused.
     void on_closer();
+    // Gives up the socket (to be closed where a close may block).
+    UniqueFd release_socket() { return std::move(socket_); }
 
     struct Stats {
         uint64_t received = 0;

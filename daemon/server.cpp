@@ -114,7 +114,13 @@ Server::~Server() {
     // Bindings torn down at exit stay in the binding log: the next start restores them.
     registry_->set_store(nullptr);
     connections_.reset();
+    // Closing a socket releases what is still queued in it, fds its clients chose among them
+    // (a lingering TCP socket's close can take as long as its sender wants): on the FdCloser,
+    // whose workers the process's exit does not wait for.
+    if (datagrams_)
+        closer_->take(datagrams_->release_socket(), static_cast<uid_t>(-1));
     datagrams_.reset();
+    closer_->take(std::move(listener_), static_cast<uid_t>(-1));
     if (!bound_path_.empty())
         ::unlink(bound_path_.c_str());
     if (!datagram_bound_path_.empty())
