@@ -128,13 +128,28 @@ void Registry::handle_events(const struct epoll_event *events, int n) {
 }
 
 void Registry::sweep(Process *parent) {
-    polled_.clear();
-    pollfds_.clear();
-    auto take = [&](Process *p) {
-        if (p->unwatched && !p->exit_seen && !p->destroyed) {
-            polled_.push_back(p);
-            pollfds_.push_back({p->pidfd.fd(), POLLIN, 0});
+    // In slices of a fixed size: no buffer grows with the children held, and poll(2) takes no
+    // more fds than RLIMIT_NOFILE.
+    size_t n = 0;
+    auto poll_slice = [&] {
+        if (n > 0 && ::poll(pollfds_.data(), n, 0) > 0) {
+            for (size_t j = 0; j < n; ++j) {
+                Process *p = polled_[j];
+                if ((pollfds_[j].revents & (POLLIN | POLLHUP | POLLERR)) && !p->exit_seen) {
+                    p->exit_seen = true;
+                    exited_.push_back(p);
+                }
+            }
         }
+        n = 0;
+    };
+    auto take = [&](Process *p) {
+        if (!p->unwatched || p->exit_seen || p->destroyed)
+            return;
+        polled_[n] = p;
+        pollfds_[n] = {p->pidfd.fd(), POLLIN, 0};
+        if (++n == pollfds_.size())
+            poll_slice();
     };
     if (parent) {
         if (parent->destroyed || parent->signalled)
@@ -144,20 +159,7 @@ void Registry::sweep(Process *parent) {
     } else {
         processes_.for_each(take);
     }
-    // In slices: poll(2) takes no more fds than RLIMIT_NOFILE.
-    constexpr size_t kSlice = 256;
-    for (size_t i = 0; i < pollfds_.size(); i += kSlice) {
-        size_t n = std::min(kSlice, pollfds_.size() - i);
-        if (::poll(&pollfds_[i], n, 0) <= 0)
-            continue;
-        for (size_t j = i; j < i + n; ++j) {
-            Process *p = polled_[j];
-            if ((pollfds_[j].revents & (POLLIN | POLLHUP | POLLERR)) && !p->exit_seen) {
-                p->exit_seen = true;
-                exited_.push_back(p);
-            }
-        }
-    }
+    poll_slice();
 }
 
 void Registry::retire_drained() {

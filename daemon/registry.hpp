@@ -393,12 +393,12 @@ class Registry {
     // DeadParent objects alive (kMaxDeadParents); before the members that hold them, which
     // are destroyed first.
     size_t dead_parents_ = 0;
-    size_t unwatched_ = 0;          // processes that are only children
-    size_t sweep_at_ = kSweepMin;   // a registration sweeps when unwatched_ reaches it
-    uint64_t next_sweep_ns_ = 0;    // sweep_if_due() sweeps from then on
-    std::vector<Process *> exited_; // found exited by sweep(), exits not yet handled
-    std::vector<Process *> polled_; // sweep()'s buffers, kept to spare the allocations
-    std::vector<struct pollfd> pollfds_;
+    size_t unwatched_ = 0;                // processes that are only children
+    size_t sweep_at_ = kSweepMin;         // a registration sweeps when unwatched_ reaches it
+    uint64_t next_sweep_ns_ = 0;          // sweep_if_due() sweeps from then on
+    std::vector<Process *> exited_;       // found exited by sweep(), exits not yet handled
+    std::array<Process *, 256> polled_{}; // sweep()'s slice of children, and their pidfds
+    std::array<struct pollfd, 256> pollfds_{};
     BindingStore *store_ = nullptr;
     ScopeWorker *scopes_ = nullptr;
     KillObserver *observer_ = nullptr;
