@@ -75,7 +75,8 @@ import termios
 import threading
 import time
 
-import orphand  # copied beside this script: sectest.shared_dir()
+import orphand  # copied beside this script: sectest.shared_dir(), as lingering is
+from lingering import lingering_tcp
 from orphand import recv_exact
 
 PIDFD_THREAD = os.O_EXCL  # pidfd_open(2): the pidfd names the thread, not its process
@@ -91,33 +92,6 @@ def reply(r):
 
 def read_reply(s):
     return reply(orphand.unpack(orphand.Reply, recv_exact(s, orphand.sizeof(orphand.Reply))))
-
-
-def lingering_tcp(seconds):
-    """A connected TCP socket whose last close() lingers: see "lingering-tcp" above."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        a.connect(listener.getsockname())
-        b, _ = listener.accept()
-    KEEP.append(b)  # the peer: never read
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, seconds))
-    a.setblocking(False)
-    chunk = bytes(1 << 16)
-    # Until the peer's window is shut and the send queue full: send() fails at once twice.
-    refused = 0
-    while refused < 2:
-        try:
-            a.send(chunk)
-            refused = 0
-        except BlockingIOError:
-            refused += 1
-            time.sleep(0.01)
-    queued = bytearray(4)
-    fcntl.ioctl(a.fileno(), termios.TIOCOUTQ, queued)  # SIOCOUTQ: bytes not yet acknowledged
-    STUCK.append(struct.unpack("i", queued)[0])
-    return a.detach()
 
 
 def close_aside(fds):
@@ -231,7 +205,9 @@ def open_fds(specs):
         elif kind == "many":
             fds.extend(os.open("/dev/null", os.O_RDONLY) for _ in range(int(arg)))
         elif kind == "lingering-tcp":
-            fds.append(lingering_tcp(int(arg)))
+            fd, stuck = lingering_tcp(int(arg), KEEP)
+            STUCK.append(stuck)
+            fds.append(fd)
         else:
             raise ValueError(f"unknown fd spec {spec!r}")
     return fds

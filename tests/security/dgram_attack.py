@@ -21,42 +21,16 @@ daemon refuses (its fds are not pidfds).
 """
 
 import array
-import fcntl
 import os
 import socket
 import struct
 import sys
-import termios
 import threading
 import time
 
-KEEP = []
+from lingering import lingering_tcp  # copied beside this script: sectest.shared_dir()
 
-
-def lingering_tcp(seconds):
-    """A connected TCP socket whose last close() waits up to `seconds` (see above), and the
-    bytes stuck in its send queue."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        a = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        a.connect(listener.getsockname())
-        b, _ = listener.accept()
-    KEEP.append(b)  # the peer: never read
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, seconds))
-    a.setblocking(False)
-    chunk = bytes(1 << 16)
-    refused = 0
-    while refused < 2:
-        try:
-            a.send(chunk)
-            refused = 0
-        except BlockingIOError:
-            refused += 1
-            time.sleep(0.01)
-    queued = bytearray(4)
-    fcntl.ioctl(a.fileno(), termios.TIOCOUTQ, queued)
-    return a.detach(), struct.unpack("i", queued)[0]
+KEEP = []  # held until the script exits: pipe ends, and lingering sockets' peers (never read)
 
 
 def record():
@@ -78,7 +52,7 @@ def fill(path, linger, n):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     r = pipe_end()
     for attempt in range(1, 51):
-        lfd, stuck = lingering_tcp(linger)
+        lfd, stuck = lingering_tcp(linger, KEEP)
         go = threading.Event()
         t = threading.Thread(target=lambda: (go.wait(), os.close(lfd)), daemon=True)
         t.start()
@@ -97,7 +71,7 @@ def fill(path, linger, n):
 def queue(path, linger):
     time.sleep(0.3)  # the daemon has read what fill sent, and stopped reading
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    lfd, stuck = lingering_tcp(linger)
+    lfd, stuck = lingering_tcp(linger, KEEP)
     send_fds(s, path, [lfd])
     os.close(lfd)
     print(f"queued stuck={stuck}", flush=True)
@@ -107,7 +81,7 @@ def burst(path, linger, n):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     s.setblocking(False)
     r = pipe_end()
-    lfd, stuck = lingering_tcp(linger)
+    lfd, stuck = lingering_tcp(linger, KEEP)
     sent = 0
     for i in range(n):
         try:
@@ -128,7 +102,7 @@ def stall(path, linger):
     stuck = []
     for fds in ("lingering", "pipes", "pipes", "lingering"):
         if fds == "lingering":
-            lfd, n = lingering_tcp(linger)
+            lfd, n = lingering_tcp(linger, KEEP)
             stuck.append(n)
             send_fds(s, path, [lfd] + [r] * 252)
             os.close(lfd)

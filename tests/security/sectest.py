@@ -14,10 +14,11 @@ import orphand
 import orphtest as ot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# What other users run: these helper scripts and the orphtest and orphand modules they import.
+# What other users run: these helper scripts, the lingering module two of them import, and the
+# orphtest and orphand modules.
 SHARED_FILES = [os.path.join(HERE, name)
                 for name in ("client.py", "dgram_attack.py", "dgram_flood.py", "exec_attack.py",
-                             "load_worker.py", "uidflip.py")]
+                             "lingering.py", "load_worker.py", "uidflip.py")]
 SHARED_FILES += [os.path.abspath(ot.__file__), os.path.abspath(orphand.__file__)]
 
 # The system interpreter: another user may not be able to reach one under root's home.
