@@ -5,6 +5,7 @@ import atexit
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -128,6 +129,45 @@ def expect(result, error, reason, what):
              f"{what}: expected error {error} reason {name(reason)}, got "
              f"error {result['error']} reason {name(result['reason'])}")
     print(f"  {what}: error {result['error']}, {name(reason)}")
+
+
+def ping_latency(d, timeout):
+    """Seconds a legacy PING on a new connection takes to be echoed, or None if not within
+    timeout."""
+    t0 = time.monotonic()
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+            s.settimeout(timeout)
+            s.connect(d.socket)
+            rec = ot.record(0x11223344, 0x55667788, ot.PING)
+            s.sendall(rec)
+            if ot.recv_exact(s, ot.RECORD_SIZE) != rec:
+                return None
+    except (OSError, ConnectionError):
+        return None
+    return time.monotonic() - t0
+
+
+def duration(seconds):
+    """Seconds as a figure to print: "1.234 s", or "never" for None."""
+    return "never" if seconds is None else f"{seconds:.3f} s"
+
+
+problems = []  # the checks report() saw fail, for end_report()
+
+
+def report(cond, msg):
+    """A check whose failure is reported at the end (end_report), after every figure has been
+    printed: a test of stalls prints what it measured, whether or not it passes."""
+    print(f"  {'ok' if cond else 'FAILED'}: {msg}")
+    if not cond:
+        problems.append(msg)
+
+
+def end_report():
+    """Fails the test if a report() check failed, naming every one that did."""
+    if problems:
+        ot.fail(f"{len(problems)} checks failed:\n  " + "\n  ".join(problems))
 
 
 def alive(pidfd):

@@ -40,24 +40,11 @@ import time
 import orphand
 import orphtest as ot
 import sectest as st
-from sectest import NOBODY, OK, OTHER
+from sectest import NOBODY, OK, OTHER, duration, report
 
 BOUND = 3.0        # seconds: a kill, a PING, an exit
 LINGER = 600       # seconds a lingering close may take (the attacker's exit ends it sooner)
 NOFILE = int(os.environ.get("ORPHAND_TEST_DGRAM_NOFILE", "2048"))
-
-problems = []
-
-
-def expect(cond, msg):
-    print(f"  {'ok' if cond else 'FAILED'}: {msg}")
-    if not cond:
-        problems.append(msg)
-
-
-def fmt(seconds):
-    return "never" if seconds is None else f"{seconds:.3f} s"
-
 
 class Attacker:
     """dgram_attack.py as nobody: each line it prints is one step done; it holds all it made
@@ -85,21 +72,6 @@ class Attacker:
         except (OSError, subprocess.TimeoutExpired):
             signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
             self.p.wait()
-
-
-def ping_latency(d, timeout=BOUND):
-    t0 = time.monotonic()
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
-            s.settimeout(timeout)
-            s.connect(d.socket)
-            rec = ot.record(0x11223344, 0x55667788, ot.PING)
-            s.sendall(rec)
-            if ot.recv_exact(s, ot.RECORD_SIZE) != rec:
-                return None
-    except (OSError, ConnectionError):
-        return None
-    return time.monotonic() - t0
 
 
 def send_record(sock_type, path, parent, child, child_fd):
@@ -165,9 +137,9 @@ def closer_fill():
         a = Attacker(d, "fill", LINGER, 3)
         a.line()
         time.sleep(0.3)
-        ping = ping_latency(d)
-        expect(ping is not None, f"D1: PING on a new connection within {BOUND:.0f} s "
-                                 f"(took {fmt(ping)})")
+        ping = st.ping_latency(d, BOUND)
+        report(ping is not None, f"D1: PING on a new connection within {BOUND:.0f} s "
+                                 f"(took {duration(ping)})")
         # root registers over a new connection
         parent, parent_fd = ot.sleeper()
         child, child_fd = ot.sleeper()
@@ -180,12 +152,12 @@ def closer_fill():
         o.stdin.close()
         root_killed = dead_within(child_fd, BOUND)
         other_killed = dead_within(o_child_fd, BOUND)
-        expect(root_killed is not None, f"D1: root's child, registered over a new connection, "
+        report(root_killed is not None, f"D1: root's child, registered over a new connection, "
                                         f"dead within {BOUND:.0f} s of its parent's death "
-                                        f"(took {fmt(root_killed)})")
-        expect(other_killed is not None, f"D1: uid {OTHER}'s child, registered with a datagram, "
+                                        f"(took {duration(root_killed)})")
+        report(other_killed is not None, f"D1: uid {OTHER}'s child, registered with a datagram, "
                                          f"dead within {BOUND:.0f} s of its parent's exit "
-                                         f"(took {fmt(other_killed)})")
+                                         f"(took {duration(other_killed)})")
         a.finish()
         late = (dead_within(child_fd, ot.TIMEOUT), dead_within(o_child_fd, ot.TIMEOUT))
         print(f"  once nobody left: root's child dead {late[0] is not None}, "
@@ -198,7 +170,7 @@ def closer_fill():
         while fds != fds_before and time.monotonic() < deadline:
             time.sleep(0.05)
             fds = st.settled_fds(d)
-        expect(fds == fds_before, f"D1: daemon fds back to {fds_before} once nobody is gone "
+        report(fds == fds_before, f"D1: daemon fds back to {fds_before} once nobody is gone "
                                   f"(now {fds})")
 
 
@@ -224,7 +196,7 @@ def exit_with_queued_fd():
         signal.pidfd_send_signal(d.pidfd, signal.SIGTERM)
         exited = ot.wait_pidfd(d.pidfd, BOUND)
         took = time.monotonic() - t0 if exited else None
-        expect(exited, f"D2: orphand exits within {BOUND:.0f} s of SIGTERM (took {fmt(took)})")
+        report(exited, f"D2: orphand exits within {BOUND:.0f} s of SIGTERM (took {duration(took)})")
         if not exited:
             print(f"  its main thread: {main_thread(d.pid)}")
     finally:
@@ -263,10 +235,10 @@ def emfile_on_the_loop():
         signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
         killed = dead_within(child_fd, BOUND)
         print(f"  daemon fds {st.open_fds(d.pid)}; its main thread: {main_thread(d.pid)}")
-        expect(killed is not None, f"D3: witness child dead within {BOUND:.0f} s of its "
-                                   f"parent's SIGKILL (took {fmt(killed)})")
-        ping = ping_latency(d)
-        expect(ping is not None, f"D3: PING within {BOUND:.0f} s (took {fmt(ping)})")
+        report(killed is not None, f"D3: witness child dead within {BOUND:.0f} s of its "
+                                   f"parent's SIGKILL (took {duration(killed)})")
+        ping = st.ping_latency(d, BOUND)
+        report(ping is not None, f"D3: PING within {BOUND:.0f} s (took {duration(ping)})")
         a.finish()
         ot.check(dead_within(child_fd, ot.TIMEOUT) is not None, "D3: witness never killed")
 
@@ -275,8 +247,7 @@ def main():
     closer_fill()
     exit_with_queued_fd()
     emfile_on_the_loop()
-    if problems:
-        ot.fail(f"{len(problems)} checks failed:\n  " + "\n  ".join(problems))
+    st.end_report()
 
 
 ot.run(main)

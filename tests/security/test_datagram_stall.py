@@ -29,13 +29,10 @@ import time
 import orphand
 import orphtest as ot
 import sectest as st
-from sectest import NOBODY, OK
+from sectest import NOBODY, OK, report
 
 BOUND = 3.0   # seconds: each thing root asks for
 LINGER = 30   # seconds the attacker's lingering close may take
-
-problems = []
-
 
 def baseline_fds(d):
     """st.settled_fds, the fewest of ten counts: a file the daemon has open for a moment (a
@@ -45,12 +42,6 @@ def baseline_fds(d):
         counts.append(st.settled_fds(d))
         time.sleep(0.02)
     return min(counts)
-
-
-def expect(cond, msg):
-    print(f"  {'ok' if cond else 'FAILED'}: {msg}")
-    if not cond:
-        problems.append(msg)
 
 
 def timed(fn):
@@ -133,13 +124,13 @@ def main():
 
         print("while the attacker holds its ground, root asks:")
         r, took = timed(lambda: ping(d))
-        expect(r is True and took <= BOUND,
+        report(r is True and took <= BOUND,
                f"a PING over the stream socket: {r!r} after {took:.2f} s (bound {BOUND} s)")
 
         parent, parent_fd = ot.sleeper()
         child, child_fd = ot.sleeper()
         registered, took = timed(lambda: register(d, parent.pid, child.pid))
-        expect(registered == (0, OK) and took <= BOUND,
+        report(registered == (0, OK) and took <= BOUND,
                f"an acknowledged REGISTER: {registered!r} after {took:.2f} s (bound {BOUND} s)")
 
         parent2, parent2_fd = ot.sleeper()
@@ -154,23 +145,23 @@ def main():
                           0, d.socket + orphand.DATAGRAM_SUFFIX)
             except OSError as e:
                 refused = e
-        expect(isinstance(refused, PermissionError),
+        report(isinstance(refused, PermissionError),
                f"a datagram with an fd while fds wait to be closed: {refused!r}, not EPERM")
         if refused is not None:
             registered2, took = timed(lambda: register(d, parent2.pid, child2.pid))
-            expect(registered2 == (0, OK) and took <= BOUND,
+            report(registered2 == (0, OK) and took <= BOUND,
                    f"the same REGISTER over a connection: {registered2!r} after {took:.2f} s")
         signal.pidfd_send_signal(parent2_fd, signal.SIGKILL)
         start = time.monotonic()
         died = ot.wait_pidfd(child2_fd, BOUND)
-        expect(died, f"a REGISTER (by datagram, else connected), its parent then killed: child "
+        report(died, f"a REGISTER (by datagram, else connected), its parent then killed: child "
                f"{'dead' if died else 'alive'} after {time.monotonic() - start:.2f} s "
                f"(bound {BOUND} s)")
 
         signal.pidfd_send_signal(guard_parent_fd, signal.SIGKILL)
         start = time.monotonic()
         died = ot.wait_pidfd(guard_child_fd, BOUND)
-        expect(died, f"a binding made before, its parent killed: child "
+        report(died, f"a binding made before, its parent killed: child "
                f"{'dead' if died else 'alive'} after {time.monotonic() - start:.2f} s "
                f"(bound {BOUND} s)")
 
@@ -188,7 +179,7 @@ def main():
         d.wait_until(lambda: not d.bindings(), "every binding to go")
         d.wait_until(lambda: st.settled_fds(d) == fds_before, f"daemon fds back to {fds_before}")
         print(f"  daemon fds back to {fds_before} once the attacker is gone")
-        ot.check(not problems, "; ".join(problems))
+        st.end_report()
 
 
 ot.run(main)

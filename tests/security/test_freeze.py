@@ -37,13 +37,12 @@ import json
 import os
 import select
 import signal
-import socket
 import subprocess
 import time
 
 import orphtest as ot
 import sectest as st
-from sectest import NOBODY, OK
+from sectest import NOBODY, OK, duration, report
 
 BOUND = 3.0                # seconds: witness kill, PING answer
 LINGER = 30                # seconds a lingering close may take
@@ -54,16 +53,6 @@ PARENTS, CHILDREN, LISTS = 64, 128, 512
 HOLD_CAP = 20.0            # seconds the LIST attacker is held at most, for the figures
 CONN_PER_UID = 4
 UNREAD_PINGS = 1200        # more than the daemon can send unread (~280) plus a read (512)
-
-problems = []
-
-
-def expect(cond, msg):
-    """A check whose failure is reported at the end, after every figure has been printed."""
-    print(f"  {'ok' if cond else 'FAILED'}: {msg}")
-    if not cond:
-        problems.append(msg)
-
 
 class Attacker:
     """client.py as nobody, stopping at each {"pause": true} op until resume() or finish()."""
@@ -131,22 +120,6 @@ class Witness:
         return time.monotonic() - self.killed_at
 
 
-def ping_latency(d, timeout=BOUND):
-    """Seconds a legacy PING takes to be echoed, or None if not within timeout."""
-    t0 = time.monotonic()
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
-            s.settimeout(timeout)
-            s.connect(d.socket)
-            rec = ot.record(0x11223344, 0x55667788, ot.PING)
-            s.sendall(rec)
-            if ot.recv_exact(s, ot.RECORD_SIZE) != rec:
-                return None
-    except (OSError, ConnectionError):
-        return None
-    return time.monotonic() - t0
-
-
 def cpu_seconds(pid):
     """The process's user plus system CPU time (all its threads), in seconds."""
     with open(f"/proc/{pid}/stat", "rb") as f:
@@ -177,10 +150,6 @@ def lingering_closes(pid):
     return waiting, len(tasks)
 
 
-def fmt(seconds):
-    return "never" if seconds is None else f"{seconds:.3f} s"
-
-
 def check_kill_and_ping(d, w, what):
     """Kills the witness's parent; checks its child's death and a PING, each within BOUND."""
     w.kill_parent()
@@ -189,11 +158,11 @@ def check_kill_and_ping(d, w, what):
     if what.startswith("F1"):
         print("  daemon threads waiting in the lingering close: {} of {}".format(
             *lingering_closes(d.pid)))
-    expect(killed is not None,
+    report(killed is not None,
            f"{what}: witness child dead within {BOUND:.0f} s of its parent's SIGKILL "
-           f"(took {fmt(killed)})")
-    ping = ping_latency(d)
-    expect(ping is not None, f"{what}: PING answered within {BOUND:.0f} s (took {fmt(ping)})")
+           f"(took {duration(killed)})")
+    ping = st.ping_latency(d, BOUND)
+    report(ping is not None, f"{what}: PING answered within {BOUND:.0f} s (took {duration(ping)})")
     return killed
 
 
@@ -209,7 +178,7 @@ def after_attacker(d, w, a, killed, fds_before, what):
     while fds != fds_before and time.monotonic() < deadline:
         time.sleep(0.05)
         fds = st.settled_fds(d)
-    expect(fds == fds_before, f"{what}: daemon fds back to {fds_before} once the attacker is "
+    report(fds == fds_before, f"{what}: daemon fds back to {fds_before} once the attacker is "
                               f"gone (now {fds})")
 
 
@@ -299,11 +268,12 @@ def spin_on_half_shut_connection():
         t0, c0 = time.monotonic(), cpu_seconds(d.pid)
         time.sleep(CPU_WINDOW)
         cpu, wall = cpu_seconds(d.pid) - c0, time.monotonic() - t0
-        expect(cpu < CPU_LIMIT, f"F2: daemon CPU time {cpu:.2f} s in {wall:.2f} s while the "
+        report(cpu < CPU_LIMIT, f"F2: daemon CPU time {cpu:.2f} s in {wall:.2f} s while the "
                                 f"connection is held (limit {CPU_LIMIT} s)")
         check_kill_and_ping(d, w, "F2")
         a.finish()
-        ot.check(ping_latency(d) is not None, "F2: no PING answer after the attacker left")
+        ot.check(st.ping_latency(d, BOUND) is not None,
+                 "F2: no PING answer after the attacker left")
 
 
 def wait_named(procs, comm):
@@ -353,16 +323,16 @@ def list_amplification():
         growth = rss_peak - rss_before
         print(f"  daemon RssAnon {rss_before} KiB before, peak {rss_peak} KiB while held "
               f"{held:.1f} s")
-        expect(killed is not None and killed < BOUND,
+        report(killed is not None and killed < BOUND,
                f"F3: witness child dead within {BOUND:.0f} s of its parent's SIGKILL "
-               f"(took {fmt(killed)})")
-        expect(growth < MEMORY_LIMIT_KIB,
+               f"(took {duration(killed)})")
+        report(growth < MEMORY_LIMIT_KIB,
                f"F3: daemon RssAnon growth {growth} KiB while the LISTs are held "
                f"(limit {MEMORY_LIMIT_KIB} KiB)")
         a.finish()
-        ping = ping_latency(d)
-        expect(ping is not None, f"F3: PING answered within {BOUND:.0f} s once the attacker "
-                                 f"left (took {fmt(ping)})")
+        ping = st.ping_latency(d, BOUND)
+        report(ping is not None, f"F3: PING answered within {BOUND:.0f} s once the attacker "
+                                 f"left (took {duration(ping)})")
         if killed is None:
             ot.check(w.child_dead_within(ot.TIMEOUT) is not None, "F3: witness never killed")
 
@@ -371,8 +341,7 @@ def main():
     freeze_by_passed_fd()
     spin_on_half_shut_connection()
     list_amplification()
-    if problems:
-        ot.fail(f"{len(problems)} checks failed:\n  " + "\n  ".join(problems))
+    st.end_report()
 
 
 ot.run(main)
