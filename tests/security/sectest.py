@@ -185,6 +185,16 @@ def settled_fds(d):
         return open_fds(d.pid)
 
 
+def baseline_fds(d):
+    """settled_fds, the fewest of ten counts: a file the daemon has open for a moment (a /proc
+    read) does not count in a baseline."""
+    counts = []
+    for _ in range(10):
+        counts.append(settled_fds(d))
+        time.sleep(0.02)
+    return min(counts)
+
+
 def memory_kib(pid):
     """The process's resident memory in KiB: {"VmRSS": all, "RssAnon": heap and stacks}."""
     out = {}

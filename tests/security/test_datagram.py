@@ -24,16 +24,6 @@ WORKERS = 4
 FLOOD_SECONDS = 3
 
 
-def baseline_fds(d):
-    """st.settled_fds, the fewest of ten counts: a file the daemon has open for a moment (a
-    /proc read) does not count in a baseline."""
-    counts = []
-    for _ in range(10):
-        counts.append(st.settled_fds(d))
-        time.sleep(0.02)
-    return min(counts)
-
-
 def rec(parent, child, action):
     return ot.record(parent, child, action).hex()
 
@@ -158,7 +148,7 @@ def ping_within(d, limit):
 
 def flood(d, victim, victim_fd):
     """WORKERS attackers send datagrams with hundreds of fds each, for FLOOD_SECONDS."""
-    fds_before = baseline_fds(d)
+    fds_before = st.baseline_fds(d)
     refusals_before = d.read_log().count("refused")
     workers = [ot.spawn(st.as_user(NOBODY, st.script("dgram_flood.py", d.socket,
                                                      str(FLOOD_SECONDS), str(victim.pid))),
@@ -222,7 +212,7 @@ def main():
         guard_child, guard_child_fd = ot.sleeper()
         with d.client() as c:
             st.expect(c.register(guard_parent.pid, guard_child.pid), 0, OK, "root binding")
-        fds_before = baseline_fds(d)
+        fds_before = st.baseline_fds(d)
 
         print("datagrams as nobody (uid 65534):")
         victim, victim_fd = refused_bindings(d, (guard_parent.pid, guard_child.pid))

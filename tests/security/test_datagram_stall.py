@@ -34,16 +34,6 @@ from sectest import NOBODY, OK, report
 BOUND = 3.0   # seconds: each thing root asks for
 LINGER = 30   # seconds the attacker's lingering close may take
 
-def baseline_fds(d):
-    """st.settled_fds, the fewest of ten counts: a file the daemon has open for a moment (a
-    /proc read) does not count in a baseline."""
-    counts = []
-    for _ in range(10):
-        counts.append(st.settled_fds(d))
-        time.sleep(0.02)
-    return min(counts)
-
-
 def timed(fn):
     """Runs fn(); returns (its result or the exception it raised, seconds taken)."""
     start = time.monotonic()
@@ -80,7 +70,7 @@ def paused(p):
 
 def main():
     with st.daemon() as d:
-        fds_before = baseline_fds(d)  # with no binding, as at the end
+        fds_before = st.baseline_fds(d)  # with no binding, as at the end
         guard_parent, guard_parent_fd = ot.sleeper()
         guard_child, guard_child_fd = ot.sleeper()
         with d.client() as c:
