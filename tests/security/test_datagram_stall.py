@@ -68,6 +68,15 @@ def paused(p):
     return json.loads(line)
 
 
+def kill_parent(parent_fd, child_fd, what):
+    """SIGKILLs a bound parent; reports whether its child dies within BOUND."""
+    signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
+    start = time.monotonic()
+    died = ot.wait_pidfd(child_fd, BOUND)
+    report(died, f"{what}: child {'dead' if died else 'alive'} after "
+           f"{time.monotonic() - start:.2f} s (bound {BOUND} s)")
+
+
 def main():
     with st.daemon() as d:
         fds_before = st.baseline_fds(d)  # with no binding, as at the end
@@ -141,19 +150,9 @@ def main():
             registered2, took = timed(lambda: register(d, parent2.pid, child2.pid))
             report(registered2 == (0, OK) and took <= BOUND,
                    f"the same REGISTER over a connection: {registered2!r} after {took:.2f} s")
-        signal.pidfd_send_signal(parent2_fd, signal.SIGKILL)
-        start = time.monotonic()
-        died = ot.wait_pidfd(child2_fd, BOUND)
-        report(died, f"a REGISTER (by datagram, else connected), its parent then killed: child "
-               f"{'dead' if died else 'alive'} after {time.monotonic() - start:.2f} s "
-               f"(bound {BOUND} s)")
-
-        signal.pidfd_send_signal(guard_parent_fd, signal.SIGKILL)
-        start = time.monotonic()
-        died = ot.wait_pidfd(guard_child_fd, BOUND)
-        report(died, f"a binding made before, its parent killed: child "
-               f"{'dead' if died else 'alive'} after {time.monotonic() - start:.2f} s "
-               f"(bound {BOUND} s)")
+        kill_parent(parent2_fd, child2_fd,
+                    "a REGISTER (by datagram, else connected), its parent then killed")
+        kill_parent(guard_parent_fd, guard_child_fd, "a binding made before, its parent killed")
 
         # The attacker goes: its TCP peer is closed, which ends the lingering close.
         p.stdin.write("\n")
