@@ -85,6 +85,17 @@ def daemon(*args):
     return d
 
 
+def root_binding(d, what="root binding"):
+    """Two sleeps of root's, the child bound to the parent by root (checked, as `what`): a
+    binding that an attack must leave in force. Returns (parent, parent's pidfd, child, child's
+    pidfd), the Popens and pidfds tracked by orphtest."""
+    parent, parent_fd = ot.sleeper()
+    child, child_fd = ot.sleeper()
+    with d.client() as c:
+        expect(c.register(parent.pid, child.pid), 0, OK, what)
+    return parent, parent_fd, child, child_fd
+
+
 def user_sleeper(uid):
     """A sleep(1) owned by uid; returns (Popen, pidfd) once it runs sleep as uid (until setpriv
     has taken the uid the process is root's, which another user may not signal)."""

@@ -208,10 +208,7 @@ def flood(d, victim, victim_fd):
 def main():
     with st.daemon() as d:
         # A root binding made before the attacks must still be enforced after them.
-        guard_parent, guard_parent_fd = ot.sleeper()
-        guard_child, guard_child_fd = ot.sleeper()
-        with d.client() as c:
-            st.expect(c.register(guard_parent.pid, guard_child.pid), 0, OK, "root binding")
+        guard_parent, guard_parent_fd, guard_child, guard_child_fd = st.root_binding(d)
         fds_before = st.baseline_fds(d)
 
         print("datagrams as nobody (uid 65534):")

@@ -40,7 +40,7 @@ import time
 import orphand
 import orphtest as ot
 import sectest as st
-from sectest import NOBODY, OK, OTHER, duration, report
+from sectest import NOBODY, OTHER, duration, report
 
 BOUND = 3.0        # seconds: a kill, a PING, an exit
 LINGER = 600       # seconds a lingering close may take (the attacker's exit ends it sooner)
@@ -219,10 +219,7 @@ def emfile_on_the_loop():
           f"the one the kernel cannot install lingers")
     with st.daemon() as d:
         resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
-        parent, parent_fd = ot.sleeper()
-        child, child_fd = ot.sleeper()
-        with d.client() as c:
-            st.expect(c.register(parent.pid, child.pid), 0, OK, "root witness binding")
+        parent, parent_fd, child, child_fd = st.root_binding(d, "root witness binding")
         signal.pidfd_send_signal(d.pidfd, signal.SIGSTOP)
         a = None
         try:

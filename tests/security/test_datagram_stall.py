@@ -80,10 +80,7 @@ def kill_parent(parent_fd, child_fd, what):
 def main():
     with st.daemon() as d:
         fds_before = st.baseline_fds(d)  # with no binding, as at the end
-        guard_parent, guard_parent_fd = ot.sleeper()
-        guard_child, guard_child_fd = ot.sleeper()
-        with d.client() as c:
-            st.expect(c.register(guard_parent.pid, guard_child.pid), 0, OK, "root binding")
+        guard_parent, guard_parent_fd, guard_child, guard_child_fd = st.root_binding(d)
 
         junk = ot.record(1, 2, ot.PING).hex()  # refused: PING needs a connection
         ops = [{"pause": True},

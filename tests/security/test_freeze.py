@@ -42,7 +42,7 @@ import time
 
 import orphtest as ot
 import sectest as st
-from sectest import NOBODY, OK, duration, report
+from sectest import NOBODY, duration, report
 
 BOUND = 3.0                # seconds: witness kill, PING answer
 LINGER = 30                # seconds a lingering close may take
@@ -102,10 +102,8 @@ class Witness:
     """A root binding, parent and child sleeps, registered by root."""
 
     def __init__(self, d):
-        self.parent, self.parent_fd = ot.sleeper()
-        self.child, self.child_fd = ot.sleeper()
-        with d.client() as c:
-            st.expect(c.register(self.parent.pid, self.child.pid), 0, OK, "root witness binding")
+        self.parent, self.parent_fd, self.child, self.child_fd = st.root_binding(
+            d, "root witness binding")
 
     def kill_parent(self):
         signal.pidfd_send_signal(self.parent_fd, signal.SIGKILL)

@@ -35,10 +35,7 @@ def garbage(n, seed):
 
 def main():
     with st.daemon() as d:
-        guard_parent, guard_parent_fd = ot.sleeper()
-        guard_child, guard_child_fd = ot.sleeper()
-        with d.client() as c:
-            st.expect(c.register(guard_parent.pid, guard_child.pid), 0, OK, "root binding")
+        guard_parent, guard_parent_fd, guard_child, guard_child_fd = st.root_binding(d)
         fds_before = st.settled_fds(d)
 
         parent, parent_fd = st.user_sleeper(NOBODY)
