@@ -200,6 +200,20 @@ class Daemon:
             self.final_log = self.read_log()  # still readable once the directory is gone
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    @contextlib.contextmanager
+    def stopped(self):
+        """The daemon stopped (SIGSTOP) for the body, as a busy daemon would be late, and
+        continued (SIGCONT) after it, whether or not the body raised."""
+        signal.pidfd_send_signal(self.pidfd, signal.SIGSTOP)
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while proc_state(self.pid) != "T":
+                check(time.monotonic() < deadline, "orphand did not stop")
+                time.sleep(0.001)
+            yield
+        finally:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGCONT)
+
     def read_log(self):
         if not os.path.exists(self.log_path):
             return getattr(self, "final_log", "")

@@ -129,12 +129,7 @@ def sender_gone_before_read(d):
     """The sender exits and is reaped before orphand reads its datagram (orphand is stopped
     meanwhile): the binding's parent is already dead, so the child is killed at once."""
     child, child_fd = user_sleeper(OTHER, "orph-dchild2")
-    signal.pidfd_send_signal(d.pidfd, signal.SIGSTOP)
-    try:
-        deadline = time.monotonic() + ot.TIMEOUT
-        while ot.proc_state(d.pid) != "T":
-            ot.check(time.monotonic() < deadline, "orphand did not stop")
-            time.sleep(0.001)
+    with d.stopped():
         spid, spidfd = sender(dgram_path(d), lambda me: [
             (ot.record(me, child.pid, ot.REGISTER), [os.pidfd_open(child.pid)])],
             uid=OTHER, stay=False)
@@ -142,8 +137,6 @@ def sender_gone_before_read(d):
         ot.check(os.waitstatus_to_exitcode(status) == 0, "the sender failed")
         ot.check(ot.proc_state(spid) is None, f"sender {spid} not reaped")
         it.expect_alive(child, child_fd, "the child while orphand is stopped")
-    finally:
-        signal.pidfd_send_signal(d.pidfd, signal.SIGCONT)
     it.expect_dead(d, child, child_fd, "the child of a sender reaped before its datagram was "
                    "read", sig=signal.SIGTERM)
     line = it.wait_kill_line(d, child.pid)

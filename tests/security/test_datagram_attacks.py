@@ -183,13 +183,9 @@ def exit_with_queued_fd():
         # While the daemon is stopped, all four are queued; once it runs, it reads the first
         # (whose close then blocks a worker), takes no more fds by datagram, reads the second
         # and stops there: the last, with a lingering socket, is still queued at exit.
-        signal.pidfd_send_signal(d.pidfd, signal.SIGSTOP)
-        try:
-            d.wait_until(lambda: ot.proc_state(d.pid) == "T", "the daemon to stop")
+        with d.stopped():
             a = Attacker(d, "stall", LINGER)
             a.line()
-        finally:
-            signal.pidfd_send_signal(d.pidfd, signal.SIGCONT)
         d.wait_until(lambda: d.read_log().count(f"uid {NOBODY}:") >= 2,
                      "two of the four datagrams to be read")
         t0 = time.monotonic()
@@ -220,14 +216,9 @@ def emfile_on_the_loop():
     with st.daemon() as d:
         resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (NOFILE, NOFILE))
         parent, parent_fd, child, child_fd = st.root_binding(d, "root witness binding")
-        signal.pidfd_send_signal(d.pidfd, signal.SIGSTOP)
-        a = None
-        try:
-            d.wait_until(lambda: ot.proc_state(d.pid) == "T", "the daemon to stop")
+        with d.stopped():
             a = Attacker(d, "burst", LINGER, 10)
             a.line()
-        finally:
-            signal.pidfd_send_signal(d.pidfd, signal.SIGCONT)
         time.sleep(0.3)
         signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
         killed = dead_within(child_fd, BOUND)

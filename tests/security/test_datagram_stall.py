@@ -95,17 +95,10 @@ def main():
         p.stdin.flush()
         paused(p)
 
-        signal.pidfd_send_signal(d.pidfd, signal.SIGSTOP)
-        try:
-            deadline = time.monotonic() + ot.TIMEOUT
-            while ot.proc_state(d.pid) != "T":
-                ot.check(time.monotonic() < deadline, "orphand did not stop")
-                time.sleep(0.001)
+        with d.stopped():
             p.stdin.write("go\n")
             p.stdin.flush()
             res = paused(p)
-        finally:
-            signal.pidfd_send_signal(d.pidfd, signal.SIGCONT)
         sent = res[1:5]
         ot.check(all(r.get("sent") == 12 and r.get("closes_returned") for r in sent),
                  f"the attacker's datagrams: {sent}")

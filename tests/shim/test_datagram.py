@@ -8,9 +8,7 @@ Usage: test_datagram.py
 
 import contextlib
 import os
-import signal
 import socket
-import time
 
 import orphand
 import orphtest as ot
@@ -77,12 +75,7 @@ def datagram_queue_full():
     shim's datagram meets EAGAIN and it connects instead."""
     with ot.Daemon() as d:
         path = d.socket + orphand.DATAGRAM_SUFFIX
-        signal.pidfd_send_signal(d.pidfd, signal.SIGSTOP)
-        try:
-            deadline = time.monotonic() + ot.TIMEOUT
-            while ot.proc_state(d.pid) != "T":
-                ot.check(time.monotonic() < deadline, "orphand did not stop")
-                time.sleep(0.001)
+        with d.stopped():
             # Harmless records: UNREGISTER of a binding that does not exist.
             filler = ot.record(os.getpid(), 1, ot.UNREGISTER)
             queued = 0
@@ -94,8 +87,6 @@ def datagram_queue_full():
             ot.check(0 < queued < 10000, f"the datagram queue did not fill: {queued} sent")
             p = st.Parent(BASH, d)
             pids = read_children(p)
-        finally:
-            signal.pidfd_send_signal(d.pidfd, signal.SIGCONT)
         st.expect_children_killed(d, p, pids, kill=kill_bash(p))
         print(f"  datagram queue full ({queued} queued): {len(pids)} children bound over the "
               "stream, killed")
