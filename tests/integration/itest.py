@@ -10,6 +10,7 @@ import shutil
 import signal
 import tempfile
 import time
+import traceback
 
 import orphtest as ot
 
@@ -57,6 +58,37 @@ def dead_pid():
     p, _ = ot.spawn(["true"])
     p.wait()
     return p.pid
+
+
+def become(uid):
+    """Makes this process uid: real, effective and saved uid and gid, no supplementary groups.
+    For a fork of the test (or a preexec_fn) only: the test itself keeps its uid."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+
+
+def fork_as(uid, fn):
+    """Forks the test; the fork becomes uid (see become; None: keeps the test's), runs fn(w), w
+    the write end of a pipe to the test, and exits: 0, or 1 with a traceback on stderr if that
+    raised. Returns (pid, r): the fork's pid, for the caller to wait for or track, and the pipe's
+    read end, owned by the caller."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(r)
+            if uid is not None:
+                become(uid)
+            fn(w)
+            status = 0
+        except BaseException:  # noqa: BLE001 - the fork must not return into the test
+            traceback.print_exc()
+        finally:
+            os._exit(status)
+    os.close(w)
+    return pid, r
 
 
 def pairs(d):

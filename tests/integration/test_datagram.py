@@ -12,7 +12,6 @@ import signal
 import socket
 import stat
 import time
-import traceback
 
 import itest as it
 import orphand
@@ -56,27 +55,13 @@ def sender(path, build, uid=None, stay=True):
     """A process of this test's own that sends datagrams to `path`: build(its_pid) gives a list
     of (bytes, fds) and runs in it, as `uid` if given. It then waits to be killed (`stay`) or
     exits at once. Returns (pid, pidfd) once every datagram is queued."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
-        try:
-            os.close(r)
-            if uid is not None and uid != os.geteuid():
-                os.setgroups([])
-                os.setresgid(uid, uid, uid)
-                os.setresuid(uid, uid, uid)
-            for data, fds in build(os.getpid()):
-                send_dgram(path, data, fds)
-            os.write(w, b"sent")
-            while stay:
-                signal.pause()
-            status = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(status)
-    os.close(w)
+    def send(w):
+        for data, fds in build(os.getpid()):
+            send_dgram(path, data, fds)
+        os.write(w, b"sent")
+        while stay:
+            signal.pause()
+    pid, r = it.fork_as(uid if uid != os.geteuid() else None, send)
     pidfd = ot.track(pid)
     with os.fdopen(r, "rb") as f:
         got = f.read(4) if stay else f.read()  # a sender that stays keeps its end open

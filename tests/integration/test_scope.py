@@ -214,11 +214,7 @@ def read_reports(proc, names, timeout=ot.TIMEOUT):
 
 def sleeper_as(name, uid):
     """A sleep(1) named `name` owned by `uid` (real, effective and saved)."""
-    def drop():
-        os.setgroups([])
-        os.setresgid(uid, uid, uid)
-        os.setresuid(uid, uid, uid)
-    proc, fd = ot.spawn([named(name), "600"], preexec_fn=drop)
+    proc, fd = ot.spawn([named(name), "600"], preexec_fn=lambda: it.become(uid))
     deadline = time.monotonic() + ot.TIMEOUT
     while it.comm(proc.pid) != name[:15] and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -227,25 +223,17 @@ def sleeper_as(name, uid):
 
 def as_user(uid, fn):
     """Runs fn() in a fork of the test that has become uid (no groups); returns its result."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        status = 1
+    def run(w):
         try:
-            os.close(r)
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
             out = json.dumps({"result": fn()})
-            status = 0
         except BaseException as e:  # noqa: BLE001 - reported to the test
             out = json.dumps({"error": repr(e)})
         os.write(w, out.encode())
-        os._exit(status)
-    os.close(w)
+    pid, r = it.fork_as(uid, run)
     with os.fdopen(r, "rb") as f:
         data = f.read()
     os.waitpid(pid, 0)
+    ot.check(data, f"as uid {uid}: the fork failed")
     res = json.loads(data)
     ot.check("error" not in res, f"as uid {uid}: {res.get('error')}")
     return res["result"]
