@@ -206,6 +206,17 @@ def baseline_fds(d):
     return min(counts)
 
 
+def wait_fds(d, baseline):
+    """settled_fds, counted again until it is back to `baseline` or TIMEOUT has passed: the
+    last count, for the test to check and print."""
+    deadline = time.monotonic() + ot.TIMEOUT
+    fds = settled_fds(d)
+    while fds != baseline and time.monotonic() < deadline:
+        time.sleep(0.05)
+        fds = settled_fds(d)
+    return fds
+
+
 def memory_kib(pid):
     """The process's resident memory in KiB: {"VmRSS": all, "RssAnon": heap and stacks}."""
     out = {}

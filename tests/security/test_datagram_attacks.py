@@ -165,11 +165,7 @@ def closer_fill():
         if late[1] is None:
             signal.pidfd_send_signal(o_child_fd, signal.SIGKILL)
         ot.reap(o)
-        deadline = time.monotonic() + ot.TIMEOUT
-        fds = st.settled_fds(d)
-        while fds != fds_before and time.monotonic() < deadline:
-            time.sleep(0.05)
-            fds = st.settled_fds(d)
+        fds = st.wait_fds(d, fds_before)
         report(fds == fds_before, f"D1: daemon fds back to {fds_before} once nobody is gone "
                                   f"(now {fds})")
 

@@ -171,11 +171,7 @@ def after_attacker(d, w, a, killed, fds_before, what):
         ot.check(late is not None, f"{what}: witness child never killed")
         print(f"  witness child died {late:.3f} s after its parent's SIGKILL, "
               f"{w.killed_at + late - a.ended_at:.3f} s after the attacker exited")
-    deadline = time.monotonic() + ot.TIMEOUT
-    fds = st.settled_fds(d)
-    while fds != fds_before and time.monotonic() < deadline:
-        time.sleep(0.05)
-        fds = st.settled_fds(d)
+    fds = st.wait_fds(d, fds_before)
     report(fds == fds_before, f"{what}: daemon fds back to {fds_before} once the attacker is "
                               f"gone (now {fds})")
 
