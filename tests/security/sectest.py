@@ -4,6 +4,7 @@
 import atexit
 import json
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -117,6 +118,13 @@ def runs_as(pid):
     except (OSError, StopIteration):
         return None
     return comm, uid
+
+
+def read_line(p, timeout=60):
+    """The next line a helper script (Popen p, text mode) writes on its stdout, or "" if it wrote
+    none within timeout, or closed it."""
+    ready = select.select([p.stdout], [], [], timeout)[0]
+    return p.stdout.readline() if ready else ""
 
 
 def hostile(d, ops, uid=NOBODY, wrap=(), pass_fds=()):

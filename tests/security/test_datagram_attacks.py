@@ -30,7 +30,6 @@ Every figure is printed whether or not it passes; the failures are reported toge
 import array
 import os
 import resource
-import select
 import signal
 import socket
 import struct
@@ -57,8 +56,7 @@ class Attacker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def line(self, timeout=60):
-        ready = select.select([self.p.stdout], [], [], timeout)[0]
-        line = self.p.stdout.readline() if ready else ""
+        line = st.read_line(self.p, timeout)
         if not line:
             self.finish()
             ot.fail(f"attacker failed: {self.p.stderr.read()}")

@@ -19,7 +19,6 @@ daemon's fds are back to their baseline.
 """
 
 import json
-import select
 import signal
 import socket
 import struct
@@ -61,8 +60,7 @@ def register(d, parent, child):
 
 def paused(p):
     """The attacker's results up to its next pause."""
-    ready = select.select([p.stdout], [], [], 60)[0]
-    line = p.stdout.readline() if ready else ""
+    line = st.read_line(p)
     if not line:
         ot.fail("the attacker stopped answering")
     return json.loads(line)

@@ -35,7 +35,6 @@ printed whether or not it passes; the failures are reported together at the end.
 
 import json
 import os
-import select
 import signal
 import subprocess
 import time
@@ -66,8 +65,7 @@ class Attacker:
 
     def paused(self, timeout=60):
         """The results of the operations before the next pause."""
-        ready = select.select([self.p.stdout], [], [], timeout)[0]
-        line = self.p.stdout.readline() if ready else ""
+        line = st.read_line(self.p, timeout)
         if not line:
             self.kill()
             ot.fail(f"attacker did not reach its pause: {self.p.stderr.read()}")
