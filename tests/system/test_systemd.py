@@ -56,6 +56,16 @@ def wait_journal(c, pred, what):
     return found
 
 
+def check_socket(c, path, is_kind, kind):
+    """A `kind` socket (is_kind of its /proc/net/unix fields) is bound at `path` in the
+    container's network namespace, with mode 666."""
+    with open(f"/proc/{c.init}/net/unix") as f:
+        sockets = [line.split() for line in f if line.rstrip().endswith(" " + path)]
+    check(any(is_kind(fields) for fields in sockets), f"no {kind} socket at {path}: {sockets}")
+    mode = c.run("stat", "-c", "%a", path).stdout.strip()
+    check(mode == "666", f"{path}: mode {mode}")
+
+
 # --- scenarios ------------------------------------------------------------------------------
 
 def scenario1_socket_activation(c):
@@ -65,13 +75,7 @@ def scenario1_socket_activation(c):
     check(c.run("systemctl", "is-active", "orphand.socket").stdout.strip() == "active",
           "orphand.socket is not active")
     # /proc/net/unix: flags 00010000 (__SO_ACCEPTCON) mark a listening socket.
-    with open(f"/proc/{c.init}/net/unix") as f:  # the container's network namespace
-        listening = [line.split() for line in f
-                     if line.rstrip().endswith(" /run/orphand/orphand.sock")]
-    check(any(fields[3] == "00010000" for fields in listening),
-          f"nothing listens on /run/orphand/orphand.sock: {listening}")
-    mode = c.run("stat", "-c", "%a", "/run/orphand/orphand.sock").stdout.strip()
-    check(mode == "666", f"socket mode {mode}")
+    check_socket(c, "/run/orphand/orphand.sock", lambda f: f[3] == "00010000", "listening")
     state = c.run("systemctl", "is-active", "orphand.service", check=False).stdout.strip()
     check(state == "inactive", f"orphand.service started before any client: {state}")
     t0 = time.monotonic()
@@ -95,13 +99,7 @@ def scenario1_socket_activation(c):
     # The shim's datagram socket, beside it: a datagram is enough to start orphand, and the one
     # that started it is carried out (its sender's credentials were attached while orphand was
     # not running: PassCredentials=).
-    with open(f"/proc/{c.init}/net/unix") as f:
-        dgram = [line.split() for line in f
-                 if line.rstrip().endswith(" /run/orphand/orphand.sock.dgram")]
-    check(any(fields[4] == "0002" for fields in dgram),
-          f"no datagram socket at /run/orphand/orphand.sock.dgram: {dgram}")
-    mode = c.run("stat", "-c", "%a", "/run/orphand/orphand.sock.dgram").stdout.strip()
-    check(mode == "666", f"datagram socket mode {mode}")
+    check_socket(c, "/run/orphand/orphand.sock.dgram", lambda f: f[4] == "0002", "datagram")
     c.run("systemctl", "stop", "orphand.service")
     check(c.run("systemctl", "is-active", "orphand.service", check=False).stdout.strip() ==
           "inactive", "orphand.service did not stop")
