@@ -237,6 +237,8 @@ class Registry {
     static constexpr size_t kSweepMin = 64;
     // Retires every child that has exited.
     void retire_exited_children();
+    // Processes held that are only children (their pidfds are in no epoll set).
+    size_t unwatched() const { return unwatched_; }
     // The same, unless the last one was less than kSweepEveryNs ago, or less than nine times
     // its own duration: what clients can ask for again and again (LIST, STATUS, a registration
     // at a limit) takes at most a tenth of the daemon's time in sweeps. True if it swept.

@@ -464,7 +464,8 @@ std::string fdinfo(int fd) {
     return read_text("/proc/self/fdinfo/" + std::to_string(fd));
 }
 
-// Fds this process holds that the Server's loop does not watch.
+// Fds this process holds that are neither watched by the Server's loop nor a child's pidfd
+// that its registry holds unwatched.
 long unwatched_fds() {
     long count = 0;
     DIR *dir = ::opendir("/proc/self/fd");
@@ -475,6 +476,8 @@ long unwatched_fds() {
             ++count;
     ::closedir(dir);
     --count; // the directory's own
+    // The pidfds of processes that are only children, which nothing watches (Registry::sweep).
+    count -= static_cast<long>(g_server->registry().unwatched());
     for (int ep : g_epolls) {
         std::string info = fdinfo(ep);
         for (size_t at = 0; (at = info.find("tfd:", at)) != std::string::npos; at += 4)
