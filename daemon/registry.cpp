@@ -70,7 +70,7 @@ Process *Registry::intern(PidFd pidfd, Verdict *error, bool as_parent) {
     if (as_parent) {
         r = loop_.add(p->pidfd.fd(), EPOLLIN, p);
     } else {
-        // Only a child: nothing watches it (see sweep()).
+        // Only a child: nothing watches it (see sweep_all()).
         p->unwatched = true;
         ++unwatched_;
     }
@@ -97,13 +97,6 @@ bool Registry::watch_as_parent(Process *p, Verdict *error) {
 }
 
 void Registry::handle_events(const struct epoll_event *events, int n) {
-    // Children that have exited are not signalled: the dying parents' children are polled
-    // first, one system call per parent.
-    for (int i = 0; i < n; ++i) {
-        auto *source = static_cast<Source *>(events[i].data.ptr);
-        if (source->kind == Source::Kind::Process)
-            sweep(static_cast<Process *>(source));
-    }
     // Deaths first: every child a death in this batch dooms is signalled before anything else
     // of the batch runs (bookkeeping, requests, logging).
     for (int i = 0; i < n; ++i) {
@@ -127,39 +120,46 @@ void Registry::handle_events(const struct epoll_event *events, int n) {
         timer_fired();
 }
 
-void Registry::sweep(Process *parent) {
+void Registry::poll_slice(size_t n) {
+    if (n == 0 || ::poll(pollfds_.data(), n, 0) <= 0)
+        return;
+    for (size_t j = 0; j < n; ++j) {
+        Process *p = polled_[j];
+        if ((pollfds_[j].revents & (POLLIN | POLLHUP | POLLERR)) && !p->exit_seen) {
+            p->exit_seen = true;
+            exited_.push_back(p);
+        }
+    }
+}
+
+bool Registry::take_for_poll(Process *p, size_t &n) {
+    if (!p->unwatched || p->exit_seen || p->destroyed)
+        return false;
+    polled_[n] = p;
+    pollfds_[n] = {p->pidfd.fd(), POLLIN, 0};
+    return ++n == pollfds_.size();
+}
+
+void Registry::sweep_all() {
     // In slices of a fixed size: no buffer grows with the children held, and poll(2) takes no
     // more fds than RLIMIT_NOFILE.
     size_t n = 0;
-    auto poll_slice = [&] {
-        if (n > 0 && ::poll(pollfds_.data(), n, 0) > 0) {
-            for (size_t j = 0; j < n; ++j) {
-                Process *p = polled_[j];
-                if ((pollfds_[j].revents & (POLLIN | POLLHUP | POLLERR)) && !p->exit_seen) {
-                    p->exit_seen = true;
-                    exited_.push_back(p);
-                }
-            }
+    processes_.for_each([&](Process *p) {
+        if (take_for_poll(p, n)) {
+            poll_slice(n);
+            n = 0;
         }
-        n = 0;
-    };
-    auto take = [&](Process *p) {
-        if (!p->unwatched || p->exit_seen || p->destroyed)
-            return;
-        polled_[n] = p;
-        pollfds_[n] = {p->pidfd.fd(), POLLIN, 0};
-        if (++n == pollfds_.size())
-            poll_slice();
-    };
-    if (parent) {
-        if (parent->destroyed || parent->signalled)
-            return;
-        for (Binding *b = parent->children; b; b = b->next_child)
-            take(b->child);
-    } else {
-        processes_.for_each(take);
-    }
-    poll_slice();
+    });
+    poll_slice(n);
+}
+
+Binding *Registry::sweep_children(Binding *from) {
+    size_t n = 0;
+    Binding *b = from;
+    for (size_t walked = 0; b && walked < pollfds_.size(); b = b->next_child, ++walked)
+        take_for_poll(b->child, n);
+    poll_slice(n);
+    return b;
 }
 
 void Registry::retire_drained() {
@@ -172,7 +172,7 @@ void Registry::retire_drained() {
 
 void Registry::retire_exited_children() {
     uint64_t start = monotonic_ns();
-    sweep(nullptr);
+    sweep_all();
     retire_drained();
     // The next sweep on registration once as many more children are held: each child is
     // polled a bounded number of times on average, and exited ones are at most half of those
@@ -492,7 +492,12 @@ void Registry::signal_children(Process *p) {
     sent_.resize(p->n_children);
     size_t i = 0;
     bool scopes = false;
+    // Children that have exited are not signalled: they are polled a slice at a time, just
+    // before their signals, so that the first kills wait for no more than one slice's poll.
+    Binding *polled_to = p->children;
     for (Binding *b = p->children; b; b = b->next_child, ++i) {
+        if (b == polled_to)
+            polled_to = sweep_children(b);
         if (b->policy.scope != proto::kScopeProcess)
             scopes = true;
         else

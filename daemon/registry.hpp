@@ -68,7 +68,7 @@ struct Process : Source {
     bool was_parent = false;        // has been a parent: lingers once its bindings are gone
     bool lingering = false;         // a parent without bindings, kept watched for a while
     bool signalled = false;         // its death has been acted on: its children are signalled
-    bool unwatched = false;         // only a child: not in the loop (Registry::sweep)
+    bool unwatched = false;         // only a child: not in the loop (Registry::sweep_all)
     bool exit_seen = false;         // found exited by a sweep; its exit is not handled yet
     uint32_t n_children = 0;        // here, beside the flags: a Process stays 64 bytes
     PidFd pidfd;
@@ -313,10 +313,15 @@ class Registry {
     Process *intern(PidFd pidfd, Verdict *error, bool as_parent);
     // Watches a child that becomes a parent in the loop.
     bool watch_as_parent(Process *p, Verdict *error);
-    // Polls the unwatched children of `parent` (of every parent if null) and takes those that
-    // have exited into exited_, marking each exit_seen: send() then skips them.
-    void sweep(Process *parent);
-    // Handles the exits sweep() found.
+    // Polls unwatched children and takes those that have exited into exited_, marking each
+    // exit_seen (send() then skips them): every child held, or the children of the bindings
+    // from `from` on, one slice of them (returns the binding after the slice).
+    void sweep_all();
+    Binding *sweep_children(Binding *from);
+    // A slice: adds `p` if it is to be polled (true once the slice is full), and polls it.
+    bool take_for_poll(Process *p, size_t &n);
+    void poll_slice(size_t n);
+    // Handles the exits the sweeps found.
     void retire_drained();
     // Fills p->comm once, from /proc, if the process is still there.
     void read_comm(Process *p);
@@ -398,8 +403,8 @@ class Registry {
     size_t unwatched_ = 0;                // processes that are only children
     size_t sweep_at_ = kSweepMin;         // a registration sweeps when unwatched_ reaches it
     uint64_t next_sweep_ns_ = 0;          // sweep_if_due() sweeps from then on
-    std::vector<Process *> exited_;       // found exited by sweep(), exits not yet handled
-    std::array<Process *, 256> polled_{}; // sweep()'s slice of children, and their pidfds
+    std::vector<Process *> exited_;       // found exited by the sweeps, not yet handled
+    std::array<Process *, 256> polled_{}; // a sweep's slice of children, and their pidfds
     std::array<struct pollfd, 256> pollfds_{};
     BindingStore *store_ = nullptr;
     ScopeWorker *scopes_ = nullptr;
