@@ -76,7 +76,7 @@ import threading
 import time
 
 import orphand  # copied beside this script: sectest.shared_dir(), as lingering is
-from lingering import lingering_tcp
+from lingering import lingering_tcp, raise_fd_limit
 from orphand import recv_exact
 
 PIDFD_THREAD = os.O_EXCL  # pidfd_open(2): the pidfd names the thread, not its process
@@ -268,6 +268,7 @@ def drop_caps():
 
 
 def main():
+    raise_fd_limit()
     job = json.loads(sys.stdin.readline())
     path = job["socket"]
     v1 = None

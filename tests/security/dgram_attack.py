@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 
-from lingering import lingering_tcp  # copied beside this script: sectest.shared_dir()
+from lingering import lingering_tcp, raise_fd_limit  # copied beside: sectest.shared_dir()
 
 KEEP = []  # held until the script exits: pipe ends, and lingering sockets' peers (never read)
 
@@ -112,6 +112,7 @@ def stall(path, linger):
 
 
 def main():
+    raise_fd_limit()
     path, args = sys.argv[1], sys.argv[2:]
     while args:
         op = args.pop(0)

@@ -27,6 +27,7 @@ import sys
 import time
 
 import orphand  # copied beside this script: sectest.shared_dir()
+from lingering import raise_fd_limit
 
 REGISTER = orphand.Action.REGISTER
 
@@ -56,6 +57,7 @@ def fresh(n):
 
 
 def main():
+    raise_fd_limit()
     path = sys.argv[1] + orphand.DATAGRAM_SUFFIX
     seconds, victim = float(sys.argv[2]), int(sys.argv[3])
     me = os.getpid()

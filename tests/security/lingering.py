@@ -1,10 +1,12 @@
 # SPDX-License-Identifier: MIT
 """A TCP socket whose last close() blocks, for the helper scripts that pass one to orphand.
 
-Imported by client.py and dgram_attack.py, beside which it is copied (sectest.SHARED_FILES).
+Imported by client.py, dgram_attack.py and dgram_flood.py, beside which it is copied
+(sectest.SHARED_FILES).
 """
 
 import fcntl
+import resource
 import socket
 import struct
 import termios
@@ -39,3 +41,12 @@ def lingering_tcp(seconds, keep):
     queued = bytearray(4)
     fcntl.ioctl(a.fileno(), termios.TIOCOUTQ, queued)  # SIOCOUTQ: bytes not yet acknowledged
     return a.detach(), struct.unpack("i", queued)[0]
+
+
+def raise_fd_limit():
+    """The kernel counts the fds a user has in flight in Unix sockets against the sender's
+    RLIMIT_NOFILE (beyond it, sendmsg fails with ETOOMANYREFS): an attacker that queues
+    datagrams of 253 fds raises its soft limit to the hard one first, as anyone may."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))

@@ -16,7 +16,7 @@ import orphand
 import orphtest as ot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# What other users run: these helper scripts, the lingering module two of them import, and the
+# What other users run: these helper scripts, the lingering module three of them import, and the
 # orphtest and orphand modules.
 SHARED_FILES = [os.path.join(HERE, name)
                 for name in ("client.py", "dgram_attack.py", "dgram_flood.py", "exec_attack.py",
