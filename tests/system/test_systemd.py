@@ -114,9 +114,10 @@ def scenario1_socket_activation(c):
                                check=False).stdout.strip() == "active",
                  "orphand.service started by a datagram")
     c.wait_until(lambda: (main, sleeper) in bindings(c), "the binding the datagram carried")
+    # Its main process killed, the transient unit ends on its own: no stop job (in a container
+    # without cgroup2, one can hang PID 1).
     c.run("kill", "-KILL", str(main))
     c.wait_dead([sleeper])
-    c.run("systemctl", "stop", "orphtest-dgram.service", check=False)
     print("scenario 1: a datagram started orphand.service, and its binding was carried out")
 
 
