@@ -222,7 +222,7 @@ class Registry {
     // signal_children was not called).
     void signal_children(Process *p);
     void process_exited(Process *p);
-    // The registry's part of a batch of loop events (its processes, its timer, its child set),
+    // The registry's part of a batch of loop events (its processes, its timer),
     // in the order the kill path needs: every child that a death in the batch dooms is
     // signalled first, then everything else. The loop calls it with the whole batch before it
     // handles the other events.

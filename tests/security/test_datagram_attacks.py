@@ -19,9 +19,9 @@ D2  D1, then one more datagram carrying a lingering TCP socket, left in the data
     releases the fds queued in it, on the loop's thread).
 D3  orphand's fd limit is lowered to NOFILE (2,048; prlimit after start, so that max_processes
     keeps its default) and it is stopped (SIGSTOP, as a busy daemon would be late) while nobody
-    queues 10 datagrams of 253 fds, the last fd a lingering TCP socket. One recvmmsg() takes
-    them all: more fds than orphand has left, so the kernel releases the ones it cannot
-    install, the lingering socket among them, in the loop's thread. Checked: a root witness
+    queues 10 datagrams of 253 fds, the last fd a lingering TCP socket. Read all at once, they
+    would bring more fds than orphand has left, and the kernel would release the ones it
+    cannot install, the lingering socket among them, in the loop's thread. Checked: a root witness
     bound before is killed within BOUND of its parent's SIGKILL, and a PING within BOUND.
 
 Every figure is printed whether or not it passes; the failures are reported together at the end.
@@ -205,7 +205,7 @@ def main_thread(pid):
 
 
 def emfile_on_the_loop():
-    print(f"D3: one recvmmsg() brings more fds than orphand has left (fd limit {NOFILE}); "
+    print(f"D3: queued datagrams carry more fds than orphand has left (fd limit {NOFILE}); "
           f"the one the kernel cannot install lingers")
     with st.daemon() as d:
         resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (NOFILE, NOFILE))

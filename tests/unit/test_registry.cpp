@@ -468,7 +468,7 @@ TEST_CASE("a child that becomes a parent is watched as one: its death is acted o
     REQUIRE(f.registry->add(b.handle(), c.handle(), f.policy, f.root).error == 0);
     b.kill();
     REQUIRE(b.dead(5000));
-    // The first batch holds b's death, not the child set's next report.
+    // The first batch holds b's death: b is watched in the loop since it became a parent.
     auto kinds = f.step(5000);
     CHECK(std::find(kinds.begin(), kinds.end(), Source::Kind::Process) != kinds.end());
     CHECK(c.dead(5000));
