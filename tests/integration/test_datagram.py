@@ -165,10 +165,13 @@ def other_parent_and_unregister(d):
     with d.client() as c:
         ot.check(c.register(parent.pid, witness.pid)["error"] == 0, "witness REGISTER refused")
     it.wait_bound(d, parent.pid, child.pid)
+    # The sender stays until it is read: raw pids mean something only from a process whose pid
+    # namespace orphand can still see (one reaped meanwhile counts as another namespace's).
     spid, spidfd = sender(path, lambda me: [
-        (ot.record(parent.pid, child.pid, ot.UNREGISTER), [])], stay=False)
-    os.waitpid(spid, 0)
+        (ot.record(parent.pid, child.pid, ot.UNREGISTER), [])])
     it.wait_unbound(d, parent.pid, child.pid)
+    signal.pidfd_send_signal(spidfd, signal.SIGKILL)
+    os.waitpid(spid, 0)
     ot.check((parent.pid, witness.pid) in it.pairs(d), "UNREGISTER removed another binding")
     signal.pidfd_send_signal(parent_fd, signal.SIGKILL)
     it.expect_dead(d, witness, witness_fd, "the witness", sig=signal.SIGTERM)
