@@ -90,7 +90,6 @@ void Datagrams::on_readable() {
 }
 
 void Datagrams::handle(struct msghdr &msg, size_t size, const unsigned char *data) {
-    ++stats_.received;
     // Every fd is taken first, so that none leaks whatever the datagram says.
     const struct ucred *cred = nullptr;
     UniqueFd sender_pidfd;
@@ -113,10 +112,8 @@ void Datagrams::handle(struct msghdr &msg, size_t size, const unsigned char *dat
         take_rights(rights, fds, true, closer_, uid);
     if (msg.msg_flags & MSG_CTRUNC)
         fds.too_many = true; // an fd the kernel could not install: the request is not whole
-    if (!cred || cred->pid <= 0) {
-        ++stats_.anonymous;
+    if (!cred || cred->pid <= 0)
         return;
-    }
     Peer peer(*cred);
     peer.once = true;
     if (sender_pidfd) {

@@ -54,12 +54,6 @@ class Datagrams {
     // Gives up the socket (to be closed where a close may block).
     UniqueFd release_socket() { return std::move(socket_); }
 
-    struct Stats {
-        uint64_t received = 0;
-        uint64_t anonymous = 0; // no sender known: ignored
-    };
-    const Stats &stats() const { return stats_; }
-
   private:
     void handle(struct msghdr &msg, size_t size, const unsigned char *data);
     void pause();
@@ -74,7 +68,6 @@ class Datagrams {
     bool paused_ = false;
     bool fds_refused_ = false;
     bool rights_switch_ = true; // SO_PASSRIGHTS works (until it fails once)
-    Stats stats_;
 };
 
 } // namespace orphand
