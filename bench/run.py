@@ -98,6 +98,9 @@ def shim_ratio(build, quick):
     argv = [sys.executable, script, "--loop", loop] + (["--samples", "5"] if quick else [])
     if os.path.exists(empty):
         argv += ["--empty", empty]
+    sink = os.path.join(build, "bench", "shim", "datagram-sink")
+    if os.path.exists(sink):
+        argv += ["--sink", sink]
     os.environ["ORPHAND_BUILD_DIR"] = build
     rows, notes = run(argv)
     return [r for r in rows if r.startswith("| 3.")] or [
@@ -107,7 +110,8 @@ def shim_ratio(build, quick):
 # What the benchmarks run, relative to the build directory.
 # orphanctl and the benchmarks load liborphand.so.0 from ../lib (their RUNPATH).
 SNAPSHOT = ["daemon/orphand", "ctl/orphanctl", "lib/liborphand.so.0", "shim/orphand-forkwait.so",
-            "bench/shim/fork_exec_true", "bench/shim/empty-preload.so"] + [f"bench/{b[0]}" for b in BENCHMARKS if b[0] != "shim"]
+            "bench/shim/fork_exec_true", "bench/shim/empty-preload.so",
+            "bench/shim/datagram-sink"] + [f"bench/{b[0]}" for b in BENCHMARKS if b[0] != "shim"]
 
 
 def snapshot(build):
