@@ -73,9 +73,9 @@ def main():
                     wakeups[name].append((daemon_wakeups(pid) - wake0) / args.iterations)
         ot.check(d.alive(), "orphand died during the benchmark")
         if sink.pid:
-            # The forks' registrations reached the sink as datagrams. A send the queue had no
-            # room for falls back to a connection, which the sink does not serve (so does
-            # orphand's, which does): a few are expected, more would make the row measure less.
+            # The forks' registrations reached the sink as datagrams. A send that finds the
+            # queue full falls back to a connection, which orphand serves and the sink does not:
+            # a few are expected; more would make the sink's row measure less than orphand's.
             forks = warm + args.samples * args.iterations
             received = sink.close()
             print(f"- the minimal receiver got {received} datagrams for {forks} forks")
@@ -130,7 +130,9 @@ class Sink:
         self.socket = os.path.join(self._dir, "sink.sock")
         self._proc = subprocess.Popen([program, self.socket + orphand.DATAGRAM_SUFFIX],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        ot.check(self._proc.stdout.readline().strip() == "ready", "the minimal receiver failed")
+        if self._proc.stdout.readline().strip() != "ready":
+            self.__exit__()
+            ot.fail("the minimal receiver failed to start")
         self.pid = self._proc.pid
 
     def close(self):
