@@ -84,7 +84,8 @@ int main(int argc, char **argv) {
             unsigned char buf[64];
             union {
                 struct cmsghdr align;
-                char data[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int) * 254)];
+                char data[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) +
+                          CMSG_SPACE(sizeof(int) * 253)];
             } control;
             struct iovec iov = {buf, sizeof(buf)};
             struct msghdr msg = {.msg_iov = &iov,
