@@ -9,7 +9,8 @@ above all) until stdin reaches EOF.
                       whose send queue is full, sent last in a datagram after 252 pipe ends, our
                       copy closed at once; tried again if the daemon was faster and ours was the
                       last close), then sends N datagrams of 253 pipe ends each: with N = 3, 759
-                      fds wait to be closed, over FdCloser::kMaxPending (512).
+                      fds wait to be closed, over FdCloser::kMaxPending (512), unless the daemon
+                      refuses them (EPERM, tried again for a while: "refused K").
   queue LINGER        Then: one more datagram whose one fd is a lingering TCP socket (left in
                       the datagram socket's queue if the daemon reads nothing).
   burst LINGER N      N datagrams of 253 fds each, sent at once without waiting (EAGAIN ends
@@ -42,6 +43,19 @@ def send_fds(s, path, fds):
               path)
 
 
+def try_send_fds(s, path, fds, tries=20):
+    """send_fds, tried again while the daemon refuses fds by datagram (EPERM: SO_PASSRIGHTS,
+    Linux 6.16, is off while its FdCloser is busy), as a persistent attacker would; False if
+    every try was refused."""
+    for _ in range(tries):
+        try:
+            send_fds(s, path, fds)
+            return True
+        except PermissionError:
+            time.sleep(0.01)
+    return False
+
+
 def pipe_end():
     r, w = os.pipe()
     KEEP.extend([r, w])
@@ -56,16 +70,18 @@ def fill(path, linger, n):
         go = threading.Event()
         t = threading.Thread(target=lambda: (go.wait(), os.close(lfd)), daemon=True)
         t.start()
-        send_fds(s, path, [r] * 252 + [lfd])
+        sent = try_send_fds(s, path, [r] * 252 + [lfd])
         go.set()
         t.join(0.5)
-        if not t.is_alive():
+        if sent and not t.is_alive():
             break
     else:
-        raise SystemExit("the daemon closed the lingering socket before us 50 times")
-    for _ in range(n):
-        send_fds(s, path, [r] * 253)
-    print(f"ready stuck={stuck} attempts={attempt}", flush=True)
+        raise SystemExit("the daemon closed the lingering socket before us, or refused it, "
+                         "50 times")
+    # Once the daemon has read one of these, the lingering close holds its FdCloser busy, and
+    # a daemon on Linux 6.16 or later refuses fds by datagram: the rest are then refused.
+    refused = sum(not try_send_fds(s, path, [r] * 253) for _ in range(n))
+    print(f"ready stuck={stuck} attempts={attempt} refused={refused}", flush=True)
 
 
 def queue(path, linger):
