@@ -10,11 +10,12 @@ keeps every later fd of that uid pending.
 D1  nobody blocks its worker on a lingering close (a TCP socket on 127.0.0.1 with SO_LINGER
     whose peer, held by nobody, never reads) and sends 3 datagrams of 253 pipe ends: 759 fds
     pending, or fewer where orphand refuses fds by datagram while its FdCloser is busy (EPERM,
-    Linux 6.16; the attacker tries each again for a while, then counts it refused). Checked while nobody holds on: a PING on a new connection within BOUND; a root
-    binding registered over a new connection, and another user's (OTHER's) registered with a
-    datagram as the shim does, each carried out within BOUND of its parent's SIGKILL; and the
-    daemon's fds back to their baseline once nobody is gone. (Over connections the same fds
-    leave the daemon serving: the worker's uid is throttled at kMaxPendingPerUid, 32.)
+    Linux 6.16; the attacker tries each again for a while, then counts it refused). Checked
+    while nobody holds on: a PING on a new connection within BOUND; a root binding registered
+    over a new connection, and another user's (OTHER's) registered with a datagram as the shim
+    does, each carried out within BOUND of its parent's SIGKILL; and the daemon's fds back to
+    their baseline once nobody is gone. (Over connections the same fds leave the daemon serving:
+    the worker's uid is throttled at kMaxPendingPerUid, 32.)
 D2  D1, then one more datagram carrying a lingering TCP socket, left in the datagram socket's
     queue; then SIGTERM. Checked: orphand exits within BOUND (closing its datagram socket
     releases the fds queued in it, on the loop's thread).
