@@ -28,7 +28,7 @@ import time
 import orphand
 import orphtest as ot
 import sectest as st
-from sectest import NOBODY, OK, report
+from sectest import NOBODY, OK, duration, report
 
 BOUND = 3.0   # seconds: each thing root asks for
 LINGER = 30   # seconds the attacker's lingering close may take
@@ -41,15 +41,6 @@ def timed(fn):
     except (OSError, AssertionError) as e:
         result = e
     return result, time.monotonic() - start
-
-
-def ping(d):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
-        s.settimeout(BOUND)
-        s.connect(d.socket)
-        rec = ot.record(0x51, 0x52, ot.PING)
-        s.sendall(rec)
-        return ot.recv_exact(s, ot.RECORD_SIZE) == rec
 
 
 def register(d, parent, child):
@@ -110,9 +101,9 @@ def main():
                      "two of the attacker's datagrams to be refused")
 
         print("while the attacker holds its ground, root asks:")
-        r, took = timed(lambda: ping(d))
-        report(r is True and took <= BOUND,
-               f"a PING over the stream socket: {r!r} after {took:.2f} s (bound {BOUND} s)")
+        took = st.ping_latency(d, BOUND)
+        report(took is not None and took <= BOUND,
+               f"a PING over the stream socket: answered after {duration(took)} (bound {BOUND} s)")
 
         parent, parent_fd = ot.sleeper()
         child, child_fd = ot.sleeper()
