@@ -318,7 +318,8 @@ class Registry {
     // from `from` on, one slice of them (returns the binding after the slice).
     void sweep_all();
     Binding *sweep_children(Binding *from);
-    // A slice: adds `p` if it is to be polled (true once the slice is full), and polls it.
+    // A slice of them: take_for_poll adds `p` if it is to be polled (true once the slice is
+    // full); poll_slice polls the `n` taken.
     bool take_for_poll(Process *p, size_t &n);
     void poll_slice(size_t n);
     // Handles the exits the sweeps found.

@@ -476,7 +476,7 @@ long unwatched_fds() {
             ++count;
     ::closedir(dir);
     --count; // the directory's own
-    // The pidfds of processes that are only children, which nothing watches (Registry::sweep).
+    // The pidfds of processes that are only children, which nothing watches (Registry::sweep_all).
     count -= static_cast<long>(g_server->registry().unwatched());
     for (int ep : g_epolls) {
         std::string info = fdinfo(ep);
